@@ -1,0 +1,37 @@
+"""The gateway: the only public service. It speaks the dialects and owns no state that matters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway.backends import Backends
+from gateway.keys import backends_key, settings_key
+from gateway.routes import setup_routes
+from shared.settings import Settings
+from shared.web import base_app
+
+
+async def backends(app: web.Application) -> AsyncIterator[None]:
+    clients = Backends.from_settings(app[settings_key])
+    await clients.start()
+    app[backends_key] = clients
+    yield
+    await clients.close()
+
+
+async def readiness(app: web.Application) -> dict[str, bool]:
+    clients = app[backends_key]
+    issuer, registry = await asyncio.gather(clients.issuer.ready(), clients.registry.ready())
+    return {"issuer": issuer, "registry": registry}
+
+
+async def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    app = base_app("gateway", settings, readiness)
+    app[settings_key] = settings
+    app.cleanup_ctx.append(backends)
+    setup_routes(app)
+    return app

@@ -1,0 +1,90 @@
+"""The issuer service: short-lived credentials, sessions, quotas and throttles, all in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.exceptions
+from aiohttp import web
+from redis.asyncio import Redis
+
+from issuer.keys import redis_key, registry_key, sessions_key, settings_key
+from issuer.redis_keys import RedisKeys
+from issuer.routes import setup_routes
+from issuer.sessions import Sessions
+from shared.errors import Unavailable
+from shared.internal import InternalClient, domain_error_middleware, internal_key_middleware
+from shared.settings import Settings
+from shared.web import base_app
+
+
+@web.middleware
+async def redis_error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Redis not answering becomes `Unavailable` here, once, for every route."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise Unavailable("redis did not answer") from exc
+
+
+async def redis_client(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    client = Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.store_timeout,
+        socket_connect_timeout=settings.store_timeout,
+        health_check_interval=30,
+    )
+    app[redis_key] = client
+    yield
+    await client.aclose()
+
+
+async def registry_client(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    client = InternalClient(
+        "registry", settings.registry_url, settings.internal_key, settings.backend_timeout
+    )
+    await client.start()
+    app[registry_key] = client
+    yield
+    await client.close()
+
+
+async def sessions(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    app[sessions_key] = Sessions(
+        app[redis_key],
+        RedisKeys(settings.redis_prefix),
+        app[registry_key],
+        settings.pepper,
+        settings.login_failures_max,
+        settings.login_failure_window,
+    )
+    yield
+
+
+async def readiness(app: web.Application) -> dict[str, bool]:
+    try:
+        redis_ok = bool(await app[redis_key].ping())
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        redis_ok = False
+    return {"redis": redis_ok}
+
+
+async def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    app = base_app(
+        "issuer",
+        settings,
+        readiness,
+        internal_key_middleware(settings.internal_key),
+        domain_error_middleware,
+        redis_error_middleware,
+    )
+    app[settings_key] = settings
+    app.cleanup_ctx.extend([redis_client, registry_client, sessions])
+    setup_routes(app)
+    return app

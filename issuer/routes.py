@@ -1,0 +1,72 @@
+"""The issuer's internal API: sessions now; access/refresh pairs and quotas join it later."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from issuer.keys import sessions_key
+from issuer.redis_keys import MAX_SESSION_IDLE_S, MIN_SESSION_IDLE_S, REALM_PATTERN
+from shared.errors import InvalidInput
+from shared.internal import json_response, read_json
+
+Realm = Annotated[str, Field(pattern=f"^{REALM_PATTERN}$")]
+SessionId = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OpenSession(_Body):
+    realm: Realm
+    idle: Annotated[int, Field(ge=MIN_SESSION_IDLE_S, le=MAX_SESSION_IDLE_S)]
+    password: str
+    username: str | None = None
+    email: str | None = None
+    client_addr: Annotated[str, Field(max_length=64)] = "-"
+
+
+class SessionRef(_Body):
+    realm: Realm
+    session_id: SessionId
+
+
+B = TypeVar("B", bound=_Body)
+
+
+async def parse(request: web.Request, model: type[B]) -> B:
+    try:
+        return model.model_validate(await read_json(request))
+    except ValidationError as exc:
+        raise InvalidInput(
+            "malformed request", errors=exc.errors(include_url=False, include_input=False)
+        ) from exc
+
+
+async def open_session(request: web.Request) -> web.Response:
+    body = await parse(request, OpenSession)
+    session_id, user = await request.app[sessions_key].open(
+        body.realm, body.idle, body.password, body.client_addr, username=body.username, email=body.email
+    )
+    return json_response({"session_id": session_id, "user": user}, status=201)
+
+
+async def resolve_session(request: web.Request) -> web.Response:
+    body = await parse(request, SessionRef)
+    user = await request.app[sessions_key].resolve(body.realm, body.session_id)
+    return json_response({"user": user})
+
+
+async def end_session(request: web.Request) -> web.Response:
+    body = await parse(request, SessionRef)
+    ended = await request.app[sessions_key].end(body.realm, body.session_id)
+    return json_response({"ended": ended})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/sessions", open_session)
+    app.router.add_post("/v1/sessions/resolve", resolve_session)
+    app.router.add_post("/v1/sessions/end", end_session)

@@ -1,0 +1,57 @@
+"""The registry service: Postgres-backed users, apps, long-lived tokens and the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from registry.keys import settings_key, store_key
+from registry.routes import setup_routes
+from registry.store import Store, translate
+from shared.internal import domain_error_middleware, internal_key_middleware
+from shared.postgres import create_pool
+from shared.settings import Settings
+from shared.web import base_app
+
+
+@web.middleware
+async def database_error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Driver errors become domain errors here, once, for every route."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except Exception as exc:
+        domain_error = translate(exc)
+        if domain_error is None:
+            raise
+        raise domain_error from exc
+
+
+async def postgres(app: web.Application) -> AsyncIterator[None]:
+    settings = app[settings_key]
+    pool = await create_pool(settings.database_url, settings.db_pool_max, settings.store_timeout)
+    app[store_key] = Store(pool, settings.pepper, settings.store_timeout)
+    yield
+    await pool.close()
+
+
+async def readiness(app: web.Application) -> dict[str, bool]:
+    return {"postgres": await app[store_key].ping()}
+
+
+async def create_app(settings: Settings | None = None) -> web.Application:
+    settings = settings or Settings()
+    app = base_app(
+        "registry",
+        settings,
+        readiness,
+        internal_key_middleware(settings.internal_key),
+        domain_error_middleware,
+        database_error_middleware,
+    )
+    app[settings_key] = settings
+    app.cleanup_ctx.append(postgres)
+    setup_routes(app)
+    return app

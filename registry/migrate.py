@@ -1,0 +1,87 @@
+"""Forward-only schema migrations: `registry/migrations/NNNN_name.sql`, applied in order, once each.
+
+Safe to run twice and from several processes at once (an advisory lock serialises them; a second
+run finds every version recorded and changes nothing). Each migration is its own transaction, so a
+failing one leaves the schema at the previous version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+import asyncpg
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Any fixed 64-bit number works; this one reads "tokenhub" in ASCII.
+_LOCK_ID = 0x746F6B656E687562
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text()
+
+
+def available() -> list[Migration]:
+    return [Migration(p.stem, p) for p in sorted(MIGRATIONS_DIR.glob("[0-9][0-9][0-9][0-9]_*.sql"))]
+
+
+async def apply(conn: asyncpg.Connection) -> list[str]:
+    """Apply what is missing; return the versions applied by this call (empty when up to date)."""
+    applied_now: list[str] = []
+    await conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    for migration in available():
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
+            done = await conn.fetchval(
+                "SELECT 1 FROM schema_migrations WHERE version = $1", migration.version
+            )
+            if done:
+                continue
+            await conn.execute(migration.sql)
+            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", migration.version)
+            applied_now.append(migration.version)
+    return applied_now
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + quote(database)))
+
+
+def database_name(dsn: str) -> str:
+    name = unquote(urlsplit(dsn).path.lstrip("/"))
+    if not name:
+        raise ValueError("DATABASE_URL names no database")
+    return name
+
+
+async def ensure_database(dsn: str, timeout: float = 10.0) -> bool:
+    """Create the database named in `dsn` if it does not exist; True if this call created it."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=timeout)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await conn.close()
+        return False
+    name = database_name(dsn)
+    admin = await asyncpg.connect(_with_database(dsn, "postgres"), timeout=timeout)
+    try:
+        # An identifier cannot be a query parameter; it comes from the operator's DATABASE_URL and
+        # is quoted as an identifier, never pasted raw.
+        await admin.execute('CREATE DATABASE "{}"'.format(name.replace('"', '""')))
+    except asyncpg.DuplicateDatabaseError:
+        return False  # another process created it between our two connections
+    finally:
+        await admin.close()
+    return True

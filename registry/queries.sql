@@ -1,0 +1,32 @@
+-- The registry's SQL, one named block per query (loaded once by registry/store.py).
+
+-- name: user_by_username
+SELECT id, username, email, role, parent_id, status, password_hash
+FROM users WHERE username = $1;
+
+-- name: user_by_email
+SELECT id, username, email, role, parent_id, status, password_hash
+FROM users WHERE lower(email) = lower($1);
+
+-- name: user_by_id
+SELECT id, username, email, role, parent_id, status, password_hash
+FROM users WHERE id = $1;
+
+-- name: count_users
+SELECT count(*) FROM users;
+
+-- name: insert_user
+INSERT INTO users (username, email, password_hash, role, parent_id)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id;
+
+-- name: insert_api_key
+INSERT INTO api_keys (user_id, key_hash) VALUES ($1, $2) RETURNING id;
+
+-- name: insert_app
+INSERT INTO apps (app_id, name, daily_quota, access_ttl, refresh_ttl)
+VALUES ($1, $2, $3, $4, $5);
+
+-- name: insert_audit
+INSERT INTO audit_log (event, actor_id, subject_id, token_id, kind, client_addr, details)
+VALUES ($1, $2, $3, $4, $5, $6, $7);

@@ -1,0 +1,49 @@
+"""Postgres plumbing for the services that own a connection pool (registry, sweeper) and the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import orjson
+
+# Errors that mean "the database did not answer", as opposed to "the query was wrong".
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+)
+# Anything the server or the connection can throw at a query.
+ANY_DATABASE_ERROR: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
+    )
+
+
+async def create_pool(dsn: str, max_size: int, timeout: float) -> asyncpg.Pool:
+    """A pool that opens no connection up front, so a service starts (and reports "not ready")
+    while Postgres is still coming up, and recovers by itself once it is back."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=max_size,
+        timeout=timeout,
+        command_timeout=timeout * 3,
+        init=_init_connection,
+    )
+    assert pool is not None
+    return pool
+
+
+async def ping(pool: asyncpg.Pool, timeout: float) -> bool:
+    try:
+        value = await pool.fetchval("SELECT 1", timeout=timeout)
+    except ANY_DATABASE_ERROR:
+        return False
+    return bool(value == 1)

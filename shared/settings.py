@@ -1,0 +1,119 @@
+"""Configuration: one settings class, read from the environment once, in each service's factory.
+
+Every variable the services read is a field here, with its environment name as the alias, so the
+compose-file test can check that docker-compose.yml sets what each service needs.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development-only defaults. Production refuses to start while any of these is still in use.
+DEV_INTERNAL_KEY = "dev-internal-key-change-me"
+DEV_SEAL_KEY = "ZGV2LXNlYWwta2V5LWNoYW5nZS1tZS0zMi1ieXRlcyE="  # base64 of 32 bytes
+DEV_PEPPER = "dev-pepper-change-me"
+
+Service = Literal["gateway", "issuer", "registry", "sweeper"]
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    env: Literal["development", "production"] = Field("development", validation_alias=_env("TOKENHUB_ENV"))
+    host: str = Field("127.0.0.1", validation_alias=_env("TOKENHUB_HOST"))
+    log_level: str = Field("INFO", validation_alias=_env("TOKENHUB_LOG_LEVEL"))
+
+    database_url: str = Field(
+        "postgresql://postgres@127.0.0.1:5432/tokenhub", validation_alias=_env("DATABASE_URL")
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
+    # Every Redis key starts with this, so tests (and several deployments) can share one server.
+    redis_prefix: str = Field("th:", validation_alias=_env("TOKENHUB_REDIS_PREFIX"))
+
+    gateway_port: int = Field(8080, ge=0, le=65535, validation_alias=_env("GATEWAY_PORT"))
+    issuer_port: int = Field(8081, ge=0, le=65535, validation_alias=_env("ISSUER_PORT"))
+    registry_port: int = Field(8082, ge=0, le=65535, validation_alias=_env("REGISTRY_PORT"))
+    sweeper_port: int = Field(8083, ge=0, le=65535, validation_alias=_env("SWEEPER_PORT"))
+    issuer_url: str = Field("http://127.0.0.1:8081", validation_alias=_env("TOKENHUB_ISSUER_URL"))
+    registry_url: str = Field("http://127.0.0.1:8082", validation_alias=_env("TOKENHUB_REGISTRY_URL"))
+
+    internal_key: str = Field(DEV_INTERNAL_KEY, min_length=16, validation_alias=_env("TOKENHUB_INTERNAL_KEY"))
+    seal_key: str = Field(DEV_SEAL_KEY, validation_alias=_env("TOKENHUB_SEAL_KEY"))
+    pepper: str = Field(DEV_PEPPER, min_length=16, validation_alias=_env("TOKENHUB_PEPPER"))
+    admin_password: str | None = Field(None, validation_alias=_env("TOKENHUB_ADMIN_PASSWORD"))
+
+    # Seconds a gateway waits for an internal call before answering "service unavailable".
+    backend_timeout: float = Field(5.0, gt=0, validation_alias=_env("TOKENHUB_BACKEND_TIMEOUT"))
+    # Seconds a store may take to answer a readiness probe or to hand out a connection.
+    store_timeout: float = Field(3.0, gt=0, validation_alias=_env("TOKENHUB_STORE_TIMEOUT"))
+    db_pool_max: int = Field(10, ge=1, validation_alias=_env("TOKENHUB_DB_POOL_MAX"))
+    # Largest request body any service accepts; larger ones get the dialect's own error.
+    max_body_bytes: int = Field(1 << 20, ge=1024, validation_alias=_env("TOKENHUB_MAX_BODY_BYTES"))
+
+    zabbix_version: str = Field("6.0.14", validation_alias=_env("TOKENHUB_ZABBIX_VERSION"))
+    # Zabbix sessions end after this many idle seconds (Zabbix's default auto-logout is 15 min).
+    zabbix_session_idle: int = Field(900, ge=60, validation_alias=_env("TOKENHUB_ZABBIX_SESSION_IDLE"))
+    # Failed logins per account or client address within the window before logins are refused.
+    login_failures_max: int = Field(5, ge=1, validation_alias=_env("TOKENHUB_LOGIN_FAILURES_MAX"))
+    login_failure_window: int = Field(30, ge=1, validation_alias=_env("TOKENHUB_LOGIN_FAILURE_WINDOW"))
+
+    sweep_interval: float = Field(60.0, gt=0, validation_alias=_env("TOKENHUB_SWEEP_INTERVAL"))
+    sweep_batch: int = Field(1000, ge=1, le=10000, validation_alias=_env("TOKENHUB_SWEEP_BATCH"))
+    idle_days: int = Field(100, ge=1, validation_alias=_env("TOKENHUB_IDLE_DAYS"))
+    voucher_retention_days: int = Field(30, ge=0, validation_alias=_env("TOKENHUB_VOUCHER_RETENTION_DAYS"))
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Settings:
+        if self.env == "production":
+            unsafe = [
+                name
+                for name, value, default in (
+                    ("TOKENHUB_INTERNAL_KEY", self.internal_key, DEV_INTERNAL_KEY),
+                    ("TOKENHUB_SEAL_KEY", self.seal_key, DEV_SEAL_KEY),
+                    ("TOKENHUB_PEPPER", self.pepper, DEV_PEPPER),
+                )
+                if value == default
+            ]
+            if unsafe:
+                raise ValueError(
+                    "TOKENHUB_ENV=production refuses the development defaults of " + ", ".join(unsafe)
+                )
+        from shared.secrets import Sealer  # local import: secrets imports nothing from settings
+
+        Sealer.from_b64(self.seal_key)  # fail at start, not at the first seal, on a malformed key
+        return self
+
+    def port_of(self, service: Service) -> int:
+        return {
+            "gateway": self.gateway_port,
+            "issuer": self.issuer_port,
+            "registry": self.registry_port,
+            "sweeper": self.sweeper_port,
+        }[service]
+
+
+def env_name(field: str) -> str:
+    """The environment variable a settings field is read from."""
+    alias = Settings.model_fields[field].validation_alias
+    assert isinstance(alias, AliasChoices)
+    name = alias.choices[0]
+    assert isinstance(name, str)
+    return name
+
+
+# Which settings each service depends on. The compose test checks that docker-compose.yml sets every
+# one of them for that service, since most defaults (loopback URLs, development keys) are wrong there.
+COMMON_FIELDS = ("env", "log_level", "internal_key")
+SERVICE_FIELDS: dict[Service, tuple[str, ...]] = {
+    "gateway": (*COMMON_FIELDS, "gateway_port", "issuer_url", "registry_url"),
+    "issuer": (*COMMON_FIELDS, "issuer_port", "redis_url", "redis_prefix", "registry_url", "pepper"),
+    "registry": (*COMMON_FIELDS, "registry_port", "database_url", "pepper", "seal_key"),
+    "sweeper": (*COMMON_FIELDS, "sweeper_port", "database_url", "redis_url", "redis_prefix"),
+}

@@ -1,0 +1,116 @@
+"""What every service's aiohttp app has in common: request ids, access logs, metrics, probes, run."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import uvloop
+from aiohttp import web
+
+from shared.internal import json_response
+from shared.logging import REQUEST_ID_HEADER, acceptable_request_id, request_id_var, setup_logging
+from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
+from shared.settings import Service, Settings
+
+access_log = logging.getLogger("tokenhub.access")
+
+# Answers whether each store or backend the service needs is reachable right now.
+ReadinessCheck = Callable[[web.Application], Awaitable[dict[str, bool]]]
+readiness_key: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
+service_key = web.AppKey("service", str)
+
+
+def observability_middleware(service: str) -> Any:
+    @web.middleware
+    async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER)
+        request_id = incoming if acceptable_request_id(incoming) else uuid.uuid4().hex
+        assert request_id is not None
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+        try:
+            response: web.StreamResponse = await handler(request)
+            status = response.status
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            HTTP_REQUESTS.labels(service, route, request.method, str(status)).inc()
+            HTTP_LATENCY.labels(service, route).observe(elapsed)
+            # The path only: query strings can carry secrets (Wialon's sid, tokens in params).
+            access_log.info(
+                "%s %s %d",
+                request.method,
+                request.path,
+                status,
+                extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+            )
+            request_id_var.reset(token)
+
+    return observe
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "alive", "service": request.app[service_key]})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    checks = await request.app[readiness_key](request.app)
+    ready = all(checks.values())
+    return json_response(
+        {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+def base_app(
+    service: Service, settings: Settings, readiness: ReadinessCheck, *extra_middlewares: Any
+) -> web.Application:
+    """An application with the probes, metrics and observability every service shares."""
+    app = web.Application(
+        middlewares=[observability_middleware(service), *extra_middlewares],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[service_key] = service
+    app[readiness_key] = readiness
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+def serve(service: Service, factory: Callable[[Settings], Awaitable[web.Application]]) -> None:
+    """Entry point of `python -m <service>`: settings once, JSON logs, uvloop, serve until SIGTERM."""
+    settings = Settings()
+    setup_logging(service, settings.log_level)
+    port = settings.port_of(service)
+
+    async def start() -> web.Application:
+        return await factory(settings)
+
+    logging.getLogger(service).info("starting on %s:%d", settings.host, port)
+    web.run_app(
+        start(),
+        host=settings.host,
+        port=port,
+        access_log=None,
+        print=None,
+        handle_signals=True,
+        shutdown_timeout=5,
+        loop=uvloop.new_event_loop(),
+    )

@@ -1,0 +1,43 @@
+"""`python -m sweeper` sweeps forever; `--once` runs one pass and exits; `--dry-run` only counts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import orjson
+import uvloop
+
+from shared.logging import setup_logging
+from shared.postgres import create_pool
+from shared.settings import Settings
+from shared.web import serve
+from sweeper.app import connect_redis, create_app
+from sweeper.jobs import Sweeper
+
+
+async def one_pass(settings: Settings, dry_run: bool) -> dict[str, int]:
+    pool = await create_pool(settings.database_url, 2, settings.store_timeout)
+    redis = connect_redis(settings)
+    try:
+        return await Sweeper(pool, redis, settings).run_pass(dry_run=dry_run)
+    finally:
+        await redis.aclose()
+        await pool.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m sweeper", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="run one full pass and exit")
+    parser.add_argument("--dry-run", action="store_true", help="report what a pass would do; change nothing")
+    args = parser.parse_args()
+    if not (args.once or args.dry_run):
+        serve("sweeper", create_app)
+        return
+    settings = Settings()
+    setup_logging("sweeper", settings.log_level)
+    result = uvloop.run(one_pass(settings, args.dry_run))
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+
+
+main()

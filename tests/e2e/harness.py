@@ -1,0 +1,140 @@
+"""Starts the real services as child processes on free loopback ports, and stops them by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Service = Literal["gateway", "issuer", "registry", "sweeper"]
+SERVICES: tuple[Service, ...] = ("registry", "issuer", "gateway", "sweeper")
+PORT_VARIABLE: dict[Service, str] = {
+    "gateway": "GATEWAY_PORT",
+    "issuer": "ISSUER_PORT",
+    "registry": "REGISTRY_PORT",
+    "sweeper": "SWEEPER_PORT",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def http_status(url: str, timeout: float = 2.0) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (loopback only)
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+@dataclass
+class ServiceProcess:
+    name: Service
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, f"{self.name} is already running"
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.name], env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            if http_status(self.url + "/readyz") == 200:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class Cluster:
+    services: dict[Service, ServiceProcess] = field(default_factory=dict)
+
+    def __getitem__(self, name: Service) -> ServiceProcess:
+        return self.services[name]
+
+    @property
+    def gateway_url(self) -> str:
+        return self["gateway"].url
+
+    def logs(self) -> str:
+        return "\n".join(s.log() for s in self.services.values())
+
+
+def cluster_environment(base_env: dict[str, str], ports: dict[Service, int]) -> dict[str, str]:
+    env = dict(base_env)
+    env.update({PORT_VARIABLE[name]: str(port) for name, port in ports.items()})
+    env["TOKENHUB_ISSUER_URL"] = f"http://127.0.0.1:{ports['issuer']}"
+    env["TOKENHUB_REGISTRY_URL"] = f"http://127.0.0.1:{ports['registry']}"
+    # A short backend timeout keeps outage tests quick; it is still far above a healthy call.
+    env.setdefault("TOKENHUB_BACKEND_TIMEOUT", "3")
+    env.setdefault("TOKENHUB_LOG_LEVEL", "INFO")
+    return env
+
+
+@contextlib.contextmanager
+def running_cluster(base_env: dict[str, str], log_dir: Path) -> Iterator[Cluster]:
+    ports = {name: free_port() for name in SERVICES}
+    env = cluster_environment(base_env, ports)
+    cluster = Cluster(
+        {name: ServiceProcess(name, ports[name], env, log_dir / f"{name}.log") for name in SERVICES}
+    )
+    try:
+        for service in cluster.services.values():
+            service.start()
+        for service in cluster.services.values():
+            service.wait_ready()
+        yield cluster
+    finally:
+        for service in cluster.services.values():
+            service.stop()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

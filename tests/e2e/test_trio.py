@@ -1,0 +1,142 @@
+"""The trio behind the gateway, as real processes over real HTTP with real Postgres and Redis."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import signal
+
+import aiohttp
+import pytest
+import redis.asyncio
+
+from shared.internal import KEY_REFUSED
+from tests.conftest import ADMIN_PASSWORD
+from tests.e2e.harness import Cluster, Service, http_status
+from tests.e2e.zabbix_client import login, rpc
+
+pytestmark = pytest.mark.e2e
+
+UNAVAILABLE = {
+    "code": -32500,
+    "message": "Application error.",
+    "data": "Service temporarily unavailable, try again later.",
+}
+
+
+@pytest.mark.parametrize("service", ["gateway", "issuer", "registry", "sweeper"])
+async def test_every_service_has_probes_and_metrics(
+    cluster: Cluster, http: aiohttp.ClientSession, service: Service
+) -> None:
+    base = cluster[service].url
+    async with http.get(base + "/healthz") as r:
+        assert r.status == 200
+        assert (await r.json())["service"] == service
+    async with http.get(base + "/readyz") as r:
+        assert r.status == 200, await r.text()
+        assert all((await r.json())["checks"].values())
+    async with http.get(base + "/metrics") as r:
+        assert r.status == 200
+        assert "tokenhub_http_requests_total" in await r.text()
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path"),
+    [
+        ("issuer", "POST", "/v1/sessions"),
+        ("issuer", "POST", "/v1/sessions/resolve"),
+        ("registry", "POST", "/v1/users/authenticate"),
+        ("registry", "GET", "/v1/users/1"),
+    ],
+)
+@pytest.mark.parametrize("key", [None, "wrong-key-of-enough-length"])
+async def test_internal_endpoints_refuse_requests_without_the_internal_key(
+    cluster: Cluster, http: aiohttp.ClientSession, service: Service, method: str, path: str, key: str | None
+) -> None:
+    headers = {} if key is None else {"X-TokenHub-Internal-Key": key}
+    async with http.request(method, cluster[service].url + path, json={}, headers=headers) as r:
+        assert r.status == 401
+        assert (await r.json())["error"]["code"] == KEY_REFUSED
+
+
+async def test_login_goes_through_issuer_and_registry_with_one_request_id(
+    cluster: Cluster, http: aiohttp.ClientSession, redis_server: str, redis_prefix: str
+) -> None:
+    request_id = f"e2e-{secrets.token_hex(8)}"
+    reply = await rpc(
+        http,
+        cluster.gateway_url,
+        "user.login",
+        {"username": "Admin", "password": ADMIN_PASSWORD},
+        headers={"X-Request-Id": request_id},
+    )
+    session_id = reply["result"]
+    assert re.fullmatch(r"[0-9a-f]{32}", session_id)
+
+    # The issuer keeps the session in Redis, under a hash of the id, never the id itself.
+    client = redis.asyncio.Redis.from_url(redis_server)
+    try:
+        keys = [k.decode() async for k in client.scan_iter(match=f"{redis_prefix}sess:zabbix:*")]
+    finally:
+        await client.aclose()
+    assert keys
+    assert not any(session_id in k for k in keys)
+
+    check = await rpc(http, cluster.gateway_url, "user.checkAuthentication", {"sessionid": session_id})
+    assert check["result"]["userid"] == "1"
+    assert check["result"]["username"] == "Admin"
+    assert check["result"]["sessionid"] == session_id
+
+    # Each service logged the same request: the id travelled gateway -> issuer -> registry. Every
+    # service writes its access log line before it answers, so the lines are there by now.
+    services: tuple[Service, ...] = ("gateway", "issuer", "registry")
+    for service in services:
+        lines = [line for line in cluster[service].log().splitlines() if request_id in line]
+        assert lines, f"{service} never logged request {request_id}"
+    # ...and no service logged the password or the session id.
+    logs = cluster.logs()
+    assert ADMIN_PASSWORD not in logs.replace('"zabbix"', "")  # the realm name is not the password
+    assert session_id not in logs
+
+
+async def test_wrong_password_and_logout(cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    wrong = await rpc(http, cluster.gateway_url, "user.login", {"username": "Admin", "password": "nope"})
+    assert wrong["error"] == {
+        "code": -32500,
+        "message": "Application error.",
+        "data": "Incorrect user name or password or account is temporarily blocked.",
+    }
+    session_id = await login(http, cluster.gateway_url, "Admin", ADMIN_PASSWORD)
+    assert (await rpc(http, cluster.gateway_url, "user.logout", [], auth=session_id))["result"] is True
+    dead = await rpc(http, cluster.gateway_url, "user.checkAuthentication", {"sessionid": session_id})
+    assert dead["error"]["data"] == "Session terminated, re-login, please."
+    again = await rpc(http, cluster.gateway_url, "user.logout", [], auth=session_id)
+    assert again["error"] == {"code": -32602, "message": "Invalid params.", "data": "Not authorized."}
+
+
+@pytest.mark.parametrize("stopped", ["registry", "issuer"])
+async def test_a_stopped_backend_gives_a_dialect_error_then_recovers_without_restarting_the_gateway(
+    private_cluster: Cluster, http: aiohttp.ClientSession, stopped: Service
+) -> None:
+    gateway_pid = private_cluster["gateway"].proc.pid if private_cluster["gateway"].proc else None
+    await login(http, private_cluster.gateway_url, "Admin", ADMIN_PASSWORD)
+
+    private_cluster[stopped].stop(signal.SIGKILL)
+    for _ in range(3):  # also after the gateway's pooled connection to it has broken
+        down = await rpc(
+            http, private_cluster.gateway_url, "user.login", {"username": "Admin", "password": "x"}
+        )
+        assert down["error"] == UNAVAILABLE
+    async with http.get(private_cluster.gateway_url + "/readyz") as r:
+        assert r.status == 503
+        assert (await r.json())["checks"][stopped] is False
+
+    private_cluster[stopped].start()
+    private_cluster[stopped].wait_ready()
+    session_id = await login(http, private_cluster.gateway_url, "Admin", ADMIN_PASSWORD)
+    assert re.fullmatch(r"[0-9a-f]{32}", session_id)
+    gateway = private_cluster["gateway"].proc
+    assert gateway is not None
+    assert gateway.pid == gateway_pid
+    assert gateway.poll() is None
+    assert http_status(private_cluster.gateway_url + "/readyz") == 200

@@ -1,0 +1,232 @@
+"""`tokenhub`: the operator's command line (migrate, up, users, apps).
+
+Other tools rely on this interface exactly. Bad arguments give one line on stderr and exit code 2,
+with nothing written. Commands talk to Postgres directly (DATABASE_URL), like the registry does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+import asyncpg
+import redis.asyncio
+import redis.exceptions
+
+from registry import migrate as migrations
+from registry.store import ROLES, Store, translate
+from shared.errors import InvalidInput, NotFound, TokenHubError
+from shared.postgres import ANY_DATABASE_ERROR, create_pool
+from shared.secrets import new_urlsafe_secret
+from shared.settings import Settings
+
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 1
+
+
+class UsageError(Exception):
+    """Bad arguments or a request the data refuses: one line on stderr, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _whole_number(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not minimum <= value <= 2**31 - 1:
+            raise argparse.ArgumentTypeError(f"{text!r} must be between {minimum} and {2**31 - 1}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="tokenhub", description="TokenHub operator commands.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("migrate", help="apply database migrations (creates the database and Admin if new)")
+    commands.add_parser("up", help="migrate, then run gateway, issuer, registry and sweeper until stopped")
+
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        dest="users_command", required=True, parser_class=_Parser
+    )
+    add = users.add_parser("add", help="create a user and print its id")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--email")
+    add.add_argument("--parent", help="the user this one is a sub-user of (Wialon)")
+    api_key = users.add_parser("api-key", help="print a new API key for the user (hotspot dialect)")
+    api_key.add_argument("name")
+
+    apps = commands.add_parser("apps", help="manage ChatApp-style applications").add_subparsers(
+        dest="apps_command", required=True, parser_class=_Parser
+    )
+    app_add = apps.add_parser("add", help="register an application")
+    app_add.add_argument("app_id")
+    app_add.add_argument("--name")
+    app_add.add_argument("--daily-quota", type=_whole_number(0), default=100)
+    app_add.add_argument("--access-ttl", type=_whole_number(1), default=86400)
+    app_add.add_argument("--refresh-ttl", type=_whole_number(1), default=1209600)
+    return parser
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[None]]) -> None:
+    pool = await create_pool(settings.database_url, 2, settings.store_timeout)
+    try:
+        await work(Store(pool, settings.pepper, settings.store_timeout))
+    finally:
+        await pool.close()
+
+
+async def migrate(settings: Settings) -> None:
+    created = await migrations.ensure_database(settings.database_url, settings.store_timeout)
+    if created:
+        print(f"created database {migrations.database_name(settings.database_url)}", file=sys.stderr)
+    conn = await asyncpg.connect(settings.database_url, timeout=settings.store_timeout)
+    try:
+        applied = await migrations.apply(conn)
+    finally:
+        await conn.close()
+    print(f"applied {', '.join(applied)}" if applied else "schema is up to date", file=sys.stderr)
+
+    async def bootstrap(store: Store) -> None:
+        password = settings.admin_password
+        generated = password is None
+        if password is None:
+            password = new_urlsafe_secret(18)
+        if await store.bootstrap_admin(password) is not None and generated:
+            # Printed once, never stored in plaintext: the operator must keep it now.
+            print(f"created super admin 'Admin' with password: {password}", file=sys.stderr)
+
+    await _with_store(settings, bootstrap)
+
+
+async def users_add(settings: Settings, args: argparse.Namespace) -> None:
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+
+    async def work(store: Store) -> None:
+        user_id = await store.add_user(
+            args.name, args.role, password=password, email=args.email, parent=args.parent
+        )
+        print(user_id)
+
+    await _with_store(settings, work)
+
+
+async def users_api_key(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(store: Store) -> None:
+        print(await store.new_api_key(args.name))
+
+    await _with_store(settings, work)
+
+
+async def apps_add(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(store: Store) -> None:
+        await store.add_app(
+            args.app_id, args.name or args.app_id, args.daily_quota, args.access_ttl, args.refresh_ttl
+        )
+
+    await _with_store(settings, work)
+
+
+async def check_stores(settings: Settings) -> list[str]:
+    """Plain sentences for every store that does not answer; empty when both do."""
+    missing = []
+    try:
+        await migrations.ensure_database(settings.database_url, settings.store_timeout)
+    except ANY_DATABASE_ERROR as exc:
+        missing.append(
+            f"PostgreSQL does not answer at DATABASE_URL ({_redact(settings.database_url)}): {exc}. "
+            "Start it (pg_ctlcluster <version> main start) or set DATABASE_URL."
+        )
+    client = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=settings.store_timeout)
+    try:
+        await client.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+        missing.append(
+            f"Redis does not answer at REDIS_URL ({_redact(settings.redis_url)}): {exc}. "
+            "Start redis-server or set REDIS_URL."
+        )
+    finally:
+        await client.aclose()
+    return missing
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, fit for a message."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def _run(coro: Awaitable[None]) -> int:
+    async def guarded() -> int:
+        try:
+            await coro
+        except UsageError as exc:
+            sys.stderr.write(f"tokenhub: error: {exc}\n")
+            return EXIT_USAGE
+        except (InvalidInput, NotFound) as exc:
+            sys.stderr.write(f"tokenhub: error: {exc.message}\n")
+            return EXIT_USAGE
+        except TokenHubError as exc:
+            sys.stderr.write(f"tokenhub: error: {exc.message}\n")
+            return EXIT_USAGE if exc.status < 500 else EXIT_UNAVAILABLE
+        except Exception as exc:
+            domain = translate(exc)
+            if domain is None:
+                raise
+            sys.stderr.write(f"tokenhub: error: {domain.message}\n")
+            return EXIT_USAGE if domain.status < 500 else EXIT_UNAVAILABLE
+        return 0
+
+    return asyncio.run(guarded())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        sys.stderr.write(f"tokenhub: error: bad settings: {str(exc).splitlines()[0]}\n")
+        return EXIT_USAGE
+    if args.command == "migrate":
+        return _run(migrate(settings))
+    if args.command == "up":
+        from tokenhub.supervisor import up
+
+        missing = asyncio.run(check_stores(settings))
+        if missing:
+            for line in missing:
+                sys.stderr.write(f"tokenhub: {line}\n")
+            return EXIT_UNAVAILABLE
+        status = _run(migrate(settings))
+        return status or up(settings, dict(os.environ))
+    if args.command == "users":
+        if args.users_command == "add":
+            return _run(users_add(settings, args))
+        return _run(users_api_key(settings, args))
+    return _run(apps_add(settings, args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
