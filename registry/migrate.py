@@ -1,7 +1,7 @@
 """Forward-only schema migrations: `registry/migrations/NNNN_name.sql`, applied in order, once each.
 
-Safe to run twice and from several processes at once (an advisory lock serialises them; a second
-run finds every version recorded and changes nothing). Each migration is its own transaction, so a
+Safe to run twice and from several processes at once (a session advisory lock serialises them; a
+second run finds every version recorded and changes nothing). Each migration is its own transaction, so a
 failing one leaves the schema at the previous version.
 """
 
@@ -35,21 +35,23 @@ def available() -> list[Migration]:
 async def apply(conn: asyncpg.Connection) -> list[str]:
     """Apply what is missing; return the versions applied by this call (empty when up to date)."""
     applied_now: list[str] = []
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-    )
-    for migration in available():
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_ID)
-            done = await conn.fetchval(
-                "SELECT 1 FROM schema_migrations WHERE version = $1", migration.version
-            )
-            if done:
+    # Held for the whole run: concurrent migrators queue here, then find nothing left to do.
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_ID)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for migration in available():
+            if migration.version in done:
                 continue
-            await conn.execute(migration.sql)
-            await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", migration.version)
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", migration.version)
             applied_now.append(migration.version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_ID)
     return applied_now
 
 
@@ -80,7 +82,7 @@ async def ensure_database(dsn: str, timeout: float = 10.0) -> bool:
         # An identifier cannot be a query parameter; it comes from the operator's DATABASE_URL and
         # is quoted as an identifier, never pasted raw.
         await admin.execute('CREATE DATABASE "{}"'.format(name.replace('"', '""')))
-    except asyncpg.DuplicateDatabaseError:
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
         return False  # another process created it between our two connections
     finally:
         await admin.close()

@@ -95,5 +95,9 @@ def from_wire(body: Any) -> TokenHubError:
     if not isinstance(error, dict):
         return TokenHubError("malformed error reply from a backend")
     cls = _BY_CODE.get(str(error.get("code")), TokenHubError)
+    message = error.get("message")
+    rebuilt = cls(message if isinstance(message, str) else "")
     details = error.get("details")
-    return cls(str(error.get("message", "")), **(details if isinstance(details, dict) else {}))
+    # Set, not passed as keywords: a detail may be named like a constructor parameter.
+    rebuilt.details = details if isinstance(details, dict) else {}
+    return rebuilt

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from shared.errors import InvalidInput, TokenHubError, Unavailable, from_wire
-from shared.logging import REQUEST_ID_HEADER, request_id_var
+from shared.logging import REQUEST_ID_HEADER, current_request_id
 from shared.metrics import BACKEND_ERRORS
 from shared.secrets import same_secret
 
@@ -108,7 +108,7 @@ class InternalClient:
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; return the decoded JSON of a 2xx reply or raise the domain error."""
         assert self._session is not None, "InternalClient.start() was not awaited"
-        headers = {INTERNAL_KEY_HEADER: self._key, REQUEST_ID_HEADER: request_id_var.get()}
+        headers = {INTERNAL_KEY_HEADER: self._key, REQUEST_ID_HEADER: current_request_id()}
         data = None if body is None else orjson.dumps(body)
         if data is not None:
             headers["Content-Type"] = "application/json"

@@ -11,17 +11,26 @@ import logging
 import re
 import sys
 import time
+import uuid
 from typing import Any
 
 import orjson
 
 REQUEST_ID_HEADER = "X-Request-Id"
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+NO_REQUEST = "-"
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default=NO_REQUEST)
 
 # A request id from outside is kept only if it looks like one: it lands in every log line.
-_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+# It must start with a letter or digit, so it is never mistaken for the "-" of "no request".
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+def current_request_id() -> str:
+    """The id of the request being served, or a new one for work that no request started."""
+    request_id = request_id_var.get()
+    return request_id if request_id != NO_REQUEST else uuid.uuid4().hex
 
 
 def acceptable_request_id(value: str | None) -> bool:

@@ -6,9 +6,10 @@ compose-file test can check that docker-compose.yml sets what each service needs
 
 from __future__ import annotations
 
+import base64
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only defaults. Production refuses to start while any of these is still in use.
@@ -19,12 +20,20 @@ DEV_PEPPER = "dev-pepper-change-me"
 Service = Literal["gateway", "issuer", "registry", "sweeper"]
 
 
+def _b64_or_text(value: str) -> bytes | str:
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError:
+        return value
+
+
 def _env(name: str) -> AliasChoices:
     return AliasChoices(name)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    # Only the documented names are read: no bare field names such as ENV or HOST, which shells export.
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     env: Literal["development", "production"] = Field("development", validation_alias=_env("TOKENHUB_ENV"))
     host: str = Field("127.0.0.1", validation_alias=_env("TOKENHUB_HOST"))
@@ -47,6 +56,7 @@ class Settings(BaseSettings):
     internal_key: str = Field(DEV_INTERNAL_KEY, min_length=16, validation_alias=_env("TOKENHUB_INTERNAL_KEY"))
     seal_key: str = Field(DEV_SEAL_KEY, validation_alias=_env("TOKENHUB_SEAL_KEY"))
     pepper: str = Field(DEV_PEPPER, min_length=16, validation_alias=_env("TOKENHUB_PEPPER"))
+    # Used once, when `tokenhub migrate` creates Admin; empty counts as unset (a password is generated).
     admin_password: str | None = Field(None, validation_alias=_env("TOKENHUB_ADMIN_PASSWORD"))
 
     # Seconds a gateway waits for an internal call before answering "service unavailable".
@@ -69,6 +79,11 @@ class Settings(BaseSettings):
     idle_days: int = Field(100, ge=1, validation_alias=_env("TOKENHUB_IDLE_DAYS"))
     voucher_retention_days: int = Field(30, ge=0, validation_alias=_env("TOKENHUB_VOUCHER_RETENTION_DAYS"))
 
+    @field_validator("admin_password")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
         if self.env == "production":
@@ -76,7 +91,8 @@ class Settings(BaseSettings):
                 name
                 for name, value, default in (
                     ("TOKENHUB_INTERNAL_KEY", self.internal_key, DEV_INTERNAL_KEY),
-                    ("TOKENHUB_SEAL_KEY", self.seal_key, DEV_SEAL_KEY),
+                    # Compared decoded: base64 has several spellings of the same 32 bytes.
+                    ("TOKENHUB_SEAL_KEY", _b64_or_text(self.seal_key), _b64_or_text(DEV_SEAL_KEY)),
                     ("TOKENHUB_PEPPER", self.pepper, DEV_PEPPER),
                 )
                 if value == default
@@ -110,10 +126,11 @@ def env_name(field: str) -> str:
 
 # Which settings each service depends on. The compose test checks that docker-compose.yml sets every
 # one of them for that service, since most defaults (loopback URLs, development keys) are wrong there.
-COMMON_FIELDS = ("env", "log_level", "internal_key")
+# All three secrets are common: production refuses a development default in any of them, everywhere.
+COMMON_FIELDS = ("env", "host", "log_level", "internal_key", "seal_key", "pepper")
 SERVICE_FIELDS: dict[Service, tuple[str, ...]] = {
     "gateway": (*COMMON_FIELDS, "gateway_port", "issuer_url", "registry_url"),
-    "issuer": (*COMMON_FIELDS, "issuer_port", "redis_url", "redis_prefix", "registry_url", "pepper"),
-    "registry": (*COMMON_FIELDS, "registry_port", "database_url", "pepper", "seal_key"),
+    "issuer": (*COMMON_FIELDS, "issuer_port", "redis_url", "redis_prefix", "registry_url"),
+    "registry": (*COMMON_FIELDS, "registry_port", "database_url"),
     "sweeper": (*COMMON_FIELDS, "sweeper_port", "database_url", "redis_url", "redis_prefix"),
 }

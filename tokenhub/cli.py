@@ -150,7 +150,10 @@ async def check_stores(settings: Settings) -> list[str]:
     """Plain sentences for every store that does not answer; empty when both do."""
     missing = []
     try:
-        await migrations.ensure_database(settings.database_url, settings.store_timeout)
+        conn = await asyncpg.connect(settings.database_url, timeout=settings.store_timeout)
+        await conn.close()
+    except asyncpg.InvalidCatalogNameError:
+        pass  # the server answers; `migrate` creates the database next
     except ANY_DATABASE_ERROR as exc:
         missing.append(
             f"PostgreSQL does not answer at DATABASE_URL ({_redact(settings.database_url)}): {exc}. "

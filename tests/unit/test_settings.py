@@ -211,13 +211,20 @@ def test_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.voucher_retention_days == 0
 
 
-def test_field_names_are_not_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only the documented names count: `ENV` or `INTERNAL_KEY` must not switch anything."""
-    monkeypatch.setenv("ENV", "production")  # would be refused: the keys are development defaults
-    monkeypatch.setenv("INTERNAL_KEY", "short")  # would be refused: shorter than 16
-    settings = Settings()
-    assert settings.env == "development"
-    assert settings.internal_key == DEV_INTERNAL_KEY
+@pytest.mark.parametrize(
+    ("var", "value"),
+    [
+        ("ENV", "/root/.ashrc"),  # POSIX sh's start-up file variable, exported in many images
+        ("HOST", "workstation.example"),  # exported by tcsh
+        ("PEPPER", "not-the-pepper-you-configured"),
+    ],
+)
+def test_only_documented_names_are_read(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
+    """Each setting is read from its documented variable (`env_name`) only; a bare field name that
+    happens to be in the environment (`ENV`, `HOST`, ...) must change nothing."""
+    baseline = Settings()
+    monkeypatch.setenv(var, value)
+    assert Settings() == baseline
 
 
 @pytest.mark.parametrize(
