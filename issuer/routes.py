@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from issuer.keys import sessions_key
 from issuer.redis_keys import MAX_SESSION_IDLE_S, MIN_SESSION_IDLE_S, REALM_PATTERN
-from shared.errors import InvalidInput
-from shared.internal import json_response, read_json
+from shared.internal import json_response, read_model
 
 Realm = Annotated[str, Field(pattern=f"^{REALM_PATTERN}$")]
 SessionId = Annotated[str, Field(min_length=1, max_length=128)]
@@ -34,20 +33,8 @@ class SessionRef(_Body):
     session_id: SessionId
 
 
-B = TypeVar("B", bound=_Body)
-
-
-async def parse(request: web.Request, model: type[B]) -> B:
-    try:
-        return model.model_validate(await read_json(request))
-    except ValidationError as exc:
-        raise InvalidInput(
-            "malformed request", errors=exc.errors(include_url=False, include_input=False)
-        ) from exc
-
-
 async def open_session(request: web.Request) -> web.Response:
-    body = await parse(request, OpenSession)
+    body = await read_model(request, OpenSession)
     session_id, user = await request.app[sessions_key].open(
         body.realm, body.idle, body.password, body.client_addr, username=body.username, email=body.email
     )
@@ -55,13 +42,13 @@ async def open_session(request: web.Request) -> web.Response:
 
 
 async def resolve_session(request: web.Request) -> web.Response:
-    body = await parse(request, SessionRef)
+    body = await read_model(request, SessionRef)
     user = await request.app[sessions_key].resolve(body.realm, body.session_id)
     return json_response({"user": user})
 
 
 async def end_session(request: web.Request) -> web.Response:
-    body = await parse(request, SessionRef)
+    body = await read_model(request, SessionRef)
     ended = await request.app[sessions_key].end(body.realm, body.session_id)
     return json_response({"ended": ended})
 

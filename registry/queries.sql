@@ -30,3 +30,13 @@ VALUES ($1, $2, $3, $4, $5);
 -- name: insert_audit
 INSERT INTO audit_log (event, actor_id, subject_id, token_id, kind, client_addr, details)
 VALUES ($1, $2, $3, $4, $5, $6, $7);
+
+-- name: app_by_id
+SELECT app_id, name, daily_quota, access_ttl, refresh_ttl FROM apps WHERE app_id = $1;
+
+-- name: user_by_api_key
+-- Also records the key's use; one round trip.
+UPDATE api_keys k SET last_used_at = now()
+FROM users u
+WHERE k.key_hash = $1 AND u.id = k.user_id
+RETURNING u.id, u.username, u.email, u.role, u.parent_id, u.status;

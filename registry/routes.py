@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from registry.keys import store_key
+from registry.store import AuditEvent
 from shared.errors import InvalidInput
-from shared.internal import json_response, read_json
+from shared.internal import json_response, read_model
 
 
 class PasswordLogin(BaseModel):
@@ -18,10 +21,7 @@ class PasswordLogin(BaseModel):
 
 
 async def authenticate(request: web.Request) -> web.Response:
-    try:
-        body = PasswordLogin.model_validate(await read_json(request))
-    except ValidationError as exc:
-        raise InvalidInput("bad login request") from exc
+    body = await read_model(request, PasswordLogin)
     user = await request.app[store_key].authenticate(body.password, username=body.username, email=body.email)
     return json_response({"user": user.to_wire()})
 
@@ -35,6 +35,43 @@ async def get_user(request: web.Request) -> web.Response:
     return json_response({"user": user.to_wire()})
 
 
+class ApiKeyLogin(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(max_length=256)
+
+
+class AuditIn(BaseModel):
+    """An event another service witnessed (a refresh token reused, a quota refused...)."""
+
+    model_config = ConfigDict(extra="forbid")
+    event: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
+    actor_id: int | None = None
+    subject_id: int | None = None
+    token_id: int | None = None
+    kind: str | None = Field(None, max_length=32)
+    client_addr: str | None = Field(None, max_length=64)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+async def authenticate_api_key(request: web.Request) -> web.Response:
+    body = await read_model(request, ApiKeyLogin)
+    user = await request.app[store_key].user_by_api_key(body.key)
+    return json_response({"user": user.to_wire()})
+
+
+async def get_app(request: web.Request) -> web.Response:
+    return json_response({"app": await request.app[store_key].app(request.match_info["app_id"])})
+
+
+async def append_audit(request: web.Request) -> web.Response:
+    body = await read_model(request, AuditIn)
+    await request.app[store_key].audit(AuditEvent(**body.model_dump()))
+    return json_response({"recorded": True}, status=201)
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/users/authenticate", authenticate)
     app.router.add_get("/v1/users/{user_id}", get_user)
+    app.router.add_post("/v1/api-keys/authenticate", authenticate_api_key)
+    app.router.add_get("/v1/apps/{app_id}", get_app)
+    app.router.add_post("/v1/audit", append_audit)

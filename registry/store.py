@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +74,17 @@ class User:
             "parent_id": self.parent_id,
             "status": self.status,
         }
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    event: str
+    actor_id: int | None = None
+    subject_id: int | None = None
+    token_id: int | None = None
+    kind: str | None = None
+    client_addr: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Store:
@@ -177,7 +188,36 @@ class Store:
             await conn.execute(Q["insert_audit"], "api_key_created", None, user.id, None, None, None, {})
         return key
 
+    async def user_by_api_key(self, key: str) -> User:
+        row = await self.pool.fetchrow(Q["user_by_api_key"], lookup_hash(key, self._pepper))
+        if row is None:
+            raise BadCredentials("unknown API key")
+        user = User.from_row(row)
+        if user.status != "active":
+            raise Forbidden("the account is disabled", user_id=user.id)
+        return user
+
+    # --- audit ---------------------------------------------------------------------------------
+
+    async def audit(self, event: AuditEvent) -> None:
+        await self.pool.execute(
+            Q["insert_audit"],
+            event.event,
+            event.actor_id,
+            event.subject_id,
+            event.token_id,
+            event.kind,
+            event.client_addr,
+            event.details,
+        )
+
     # --- apps ----------------------------------------------------------------------------------
+
+    async def app(self, app_id: str) -> dict[str, Any]:
+        row = await self.pool.fetchrow(Q["app_by_id"], app_id)
+        if row is None:
+            raise NotFound("no such app", app_id=app_id)
+        return dict(row)
 
     async def add_app(
         self, app_id: str, name: str, daily_quota: int, access_ttl: int, refresh_ttl: int

@@ -8,11 +8,12 @@ something that is not our error format, becomes `Unavailable` for the caller, ne
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 
 from shared.errors import InvalidInput, TokenHubError, Unavailable, from_wire
 from shared.logging import REQUEST_ID_HEADER, current_request_id
@@ -81,6 +82,19 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise InvalidInput("body must be a JSON object")
     return body
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body, validated into `model`; a mismatch is the caller's InvalidInput."""
+    try:
+        return model.model_validate(await read_json(request))
+    except ValidationError as exc:
+        raise InvalidInput(
+            "malformed request", errors=exc.errors(include_url=False, include_input=False)
+        ) from exc
 
 
 class InternalClient:
