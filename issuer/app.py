@@ -9,10 +9,11 @@ import redis.exceptions
 from aiohttp import web
 from redis.asyncio import Redis
 
-from issuer.keys import redis_key, registry_key, sessions_key, settings_key
+from issuer.keys import redis_key, registry_key, sessions_key, settings_key, throttle_key
 from issuer.redis_keys import RedisKeys
 from issuer.routes import setup_routes
 from issuer.sessions import Sessions
+from issuer.throttle import FailureThrottle
 from shared.errors import Unavailable
 from shared.internal import InternalClient, domain_error_middleware, internal_key_middleware
 from shared.settings import Settings
@@ -53,16 +54,19 @@ async def registry_client(app: web.Application) -> AsyncIterator[None]:
     await client.close()
 
 
-async def sessions(app: web.Application) -> AsyncIterator[None]:
+async def domain_objects(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    app[sessions_key] = Sessions(
+    keys = RedisKeys(settings.redis_prefix)
+    throttle = FailureThrottle(
         app[redis_key],
-        RedisKeys(settings.redis_prefix),
-        app[registry_key],
+        keys,
         settings.pepper,
-        settings.login_failures_max,
-        settings.login_failure_window,
+        limits={"account": settings.login_failures_max, "address": settings.address_failures_max},
+        default_limit=settings.login_failures_max,
+        window=settings.login_failure_window,
     )
+    app[throttle_key] = throttle
+    app[sessions_key] = Sessions(app[redis_key], keys, app[registry_key], settings.pepper, throttle)
     yield
 
 
@@ -85,6 +89,6 @@ async def create_app(settings: Settings | None = None) -> web.Application:
         redis_error_middleware,
     )
     app[settings_key] = settings
-    app.cleanup_ctx.extend([redis_client, registry_client, sessions])
+    app.cleanup_ctx.extend([redis_client, registry_client, domain_objects])
     setup_routes(app)
     return app

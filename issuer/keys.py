@@ -6,6 +6,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from issuer.sessions import Sessions
+from issuer.throttle import FailureThrottle
 from shared.internal import InternalClient
 from shared.settings import Settings
 
@@ -13,3 +14,4 @@ settings_key = web.AppKey("settings", Settings)
 redis_key = web.AppKey("redis", Redis)
 registry_key = web.AppKey("registry", InternalClient)
 sessions_key = web.AppKey("sessions", Sessions)
+throttle_key = web.AppKey("throttle", FailureThrottle)

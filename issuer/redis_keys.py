@@ -17,13 +17,10 @@ class RedisKeys:
         """A login session (JSON of the user); TTL = the realm's idle timeout, renewed on each use."""
         return f"{self.prefix}sess:{realm}:{session_hash}"
 
-    def failed_logins_by_account(self, realm: str, account_hash: str) -> str:
-        """Failed logins for one account; TTL = the failure window, set by the first failure."""
-        return f"{self.prefix}fail:acct:{realm}:{account_hash}"
-
-    def failed_logins_by_address(self, realm: str, address: str) -> str:
-        """Failed logins from one client address; TTL = the failure window."""
-        return f"{self.prefix}fail:addr:{realm}:{address}"
+    def failures(self, realm: str, kind: str, subject_hash: str) -> str:
+        """Failed attempts of one subject (an account, an address) in a realm; TTL = the failure
+        window, set by the first failure of the window."""
+        return f"{self.prefix}fail:{realm}:{kind}:{subject_hash}"
 
 
 # A realm names a family of sessions (a dialect's logins); the issuer attaches no meaning to it.

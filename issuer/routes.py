@@ -7,7 +7,7 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from issuer.keys import sessions_key
+from issuer.keys import sessions_key, throttle_key
 from issuer.redis_keys import MAX_SESSION_IDLE_S, MIN_SESSION_IDLE_S, REALM_PATTERN
 from shared.internal import json_response, read_model
 
@@ -53,7 +53,28 @@ async def end_session(request: web.Request) -> web.Response:
     return json_response({"ended": ended})
 
 
+class Attempt(_Body):
+    """Something a caller lets only a few failures of through, e.g. guessing a voucher code."""
+
+    realm: Realm
+    subjects: dict[Annotated[str, Field(pattern="^[a-z_]{1,32}$")], Annotated[str, Field(max_length=256)]]
+
+
+async def check_attempt(request: web.Request) -> web.Response:
+    body = await read_model(request, Attempt)
+    await request.app[throttle_key].check(body.realm, body.subjects)
+    return json_response({"allowed": True})
+
+
+async def record_failed_attempt(request: web.Request) -> web.Response:
+    body = await read_model(request, Attempt)
+    await request.app[throttle_key].record_failure(body.realm, body.subjects)
+    return json_response({"recorded": True})
+
+
 def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/attempts/check", check_attempt)
+    app.router.add_post("/v1/attempts/failed", record_failed_attempt)
     app.router.add_post("/v1/sessions", open_session)
     app.router.add_post("/v1/sessions/resolve", resolve_session)
     app.router.add_post("/v1/sessions/end", end_session)

@@ -10,7 +10,8 @@ import orjson
 from redis.asyncio import Redis
 
 from issuer.redis_keys import RedisKeys
-from shared.errors import BadCredentials, NotFound, Throttled
+from issuer.throttle import FailureThrottle
+from shared.errors import BadCredentials, NotFound
 from shared.internal import InternalClient
 from shared.secrets import lookup_hash, new_hex_secret
 
@@ -19,20 +20,13 @@ _TOUCH_SESSION = (Path(__file__).parent / "lua" / "touch_session.lua").read_text
 
 class Sessions:
     def __init__(
-        self,
-        redis: Redis,
-        keys: RedisKeys,
-        registry: InternalClient,
-        pepper: str,
-        failures_max: int,
-        failure_window: int,
+        self, redis: Redis, keys: RedisKeys, registry: InternalClient, pepper: str, throttle: FailureThrottle
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._registry = registry
         self._pepper = pepper
-        self._failures_max = failures_max
-        self._failure_window = failure_window
+        self._throttle = throttle
         self._touch = redis.register_script(_TOUCH_SESSION)
 
     def _session_key(self, realm: str, session_id: str) -> str:
@@ -43,23 +37,14 @@ class Sessions:
     ) -> tuple[str, dict[str, Any]]:
         """Check the password with the registry and open a session; return (session id, user)."""
         account = login.get("username") or login.get("email") or ""
-        account_key = self._keys.failed_logins_by_account(
-            realm, lookup_hash(account.lower(), self._pepper).hex()
-        )
-        address_key = self._keys.failed_logins_by_address(realm, client_addr)
-        counts = await self._redis.mget(account_key, address_key)
-        if any(int(c or 0) >= self._failures_max for c in counts):
-            raise Throttled("too many failed logins, try again later", retry_after=self._failure_window)
+        subjects = {"account": account, "address": client_addr}
+        await self._throttle.check(realm, subjects)
         try:
             reply = await self._registry.call(
                 "POST", "/v1/users/authenticate", {"password": password, **login}
             )
         except (BadCredentials, NotFound):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key in (account_key, address_key):
-                    pipe.incr(key)
-                    pipe.expire(key, self._failure_window, nx=True)
-                await pipe.execute()
+            await self._throttle.record_failure(realm, subjects)
             raise
         user: dict[str, Any] = reply["user"]
         session_id = new_hex_secret(16)
@@ -67,8 +52,8 @@ class Sessions:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping={"user": orjson.dumps(user), "idle": idle})
             pipe.expire(key, idle)
-            pipe.delete(account_key)
             await pipe.execute()
+        await self._throttle.clear(realm, "account", account)
         return session_id, user
 
     async def resolve(self, realm: str, session_id: str) -> dict[str, Any]:

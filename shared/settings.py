@@ -70,8 +70,10 @@ class Settings(BaseSettings):
     zabbix_version: str = Field("6.0.14", validation_alias=_env("TOKENHUB_ZABBIX_VERSION"))
     # Zabbix sessions end after this many idle seconds (Zabbix's default auto-logout is 15 min).
     zabbix_session_idle: int = Field(900, ge=60, validation_alias=_env("TOKENHUB_ZABBIX_SESSION_IDLE"))
-    # Failed logins per account or client address within the window before logins are refused.
+    # Failed logins per account within the window before that account's logins are refused.
     login_failures_max: int = Field(5, ge=1, validation_alias=_env("TOKENHUB_LOGIN_FAILURES_MAX"))
+    # Higher per address: many honest users can share one address (an office behind NAT).
+    address_failures_max: int = Field(30, ge=1, validation_alias=_env("TOKENHUB_ADDRESS_FAILURES_MAX"))
     login_failure_window: int = Field(30, ge=1, validation_alias=_env("TOKENHUB_LOGIN_FAILURE_WINDOW"))
 
     sweep_interval: float = Field(60.0, gt=0, validation_alias=_env("TOKENHUB_SWEEP_INTERVAL"))

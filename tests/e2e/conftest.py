@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,8 +19,12 @@ def cluster(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def private_cluster(environment: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
-    """Four services of the test's own, for tests that stop or kill one of them."""
-    with running_cluster(environment, tmp_path) as running:
+    """Four services of the test's own, for tests that stop or kill one of them or need Redis
+    state of their own (a key prefix inside the run's, so the run's cleanup covers it)."""
+    env = dict(
+        environment, TOKENHUB_REDIS_PREFIX=f"{environment['TOKENHUB_REDIS_PREFIX']}{secrets.token_hex(3)}:"
+    )
+    with running_cluster(env, tmp_path) as running:
         yield running
 
 

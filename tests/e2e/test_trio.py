@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio
 
 from shared.internal import KEY_REFUSED
-from tests.conftest import ADMIN_PASSWORD
+from tests.conftest import ADMIN_PASSWORD, run_cli
 from tests.e2e.harness import Cluster, Service, http_status
 from tests.e2e.zabbix_client import login, rpc
 
@@ -140,3 +140,36 @@ async def test_a_stopped_backend_gives_a_dialect_error_then_recovers_without_res
     assert gateway.pid == gateway_pid
     assert gateway.poll() is None
     assert http_status(private_cluster.gateway_url + "/readyz") == 200
+
+
+async def test_failed_logins_are_throttled_per_account(
+    private_cluster: Cluster, http: aiohttp.ClientSession, environment: dict[str, str]
+) -> None:
+    """After TOKENHUB_LOGIN_FAILURES_MAX (5) failures even the right password is refused for a while,
+    and only for that account."""
+    name, password = f"throttled-{secrets.token_hex(4)}", "Right-pass-123"
+    assert (
+        run_cli(
+            ["users", "add", name, "--role", "user", "--password-stdin"], environment, password
+        ).returncode
+        == 0
+    )
+    url = private_cluster.gateway_url
+    assert await login(http, url, name, password)
+    for _ in range(5):
+        reply = await rpc(http, url, "user.login", {"username": name, "password": "wrong"})
+        assert reply["error"]["data"] == "Incorrect user name or password or account is temporarily blocked."
+    blocked = await rpc(http, url, "user.login", {"username": name, "password": password})
+    assert blocked["error"]["data"] == "Incorrect user name or password or account is temporarily blocked."
+    assert await login(http, url, "Admin", ADMIN_PASSWORD)  # other accounts from this address still work
+
+    env = private_cluster["issuer"].env
+    client = redis.asyncio.Redis.from_url(env["REDIS_URL"])
+    try:
+        counters = [
+            k async for k in client.scan_iter(match=f"{env['TOKENHUB_REDIS_PREFIX']}fail:zabbix:account:*")
+        ]
+    finally:
+        await client.aclose()
+    assert len(counters) == 1
+    assert name.encode() not in counters[0]  # account names are hashed in keys
