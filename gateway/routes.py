@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.dialects import zabbix
+from gateway.dialects import chatapp, hotspot, wialon, zabbix
 
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_post("/api_jsonrpc.php", zabbix.handle)
+    app.router.add_route("*", "/hotspot/api", hotspot.handle)
+    app.router.add_route("*", "/wialon/ajax.html", wialon.handle)
+    app.router.add_route("*", "/avl_evts", wialon.avl_evts)
+    app.router.add_post("/v1/tokens", chatapp.tokens_make)
+    app.router.add_post("/v1/tokens/refresh", chatapp.tokens_refresh)
+    app.router.add_get("/v1/tokens/check", chatapp.tokens_check)
+    app.router.add_delete("/v1/tokens", chatapp.tokens_revoke)
+    app.router.add_get("/v1/auth", chatapp.forward_auth)

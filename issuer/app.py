@@ -9,7 +9,8 @@ import redis.exceptions
 from aiohttp import web
 from redis.asyncio import Redis
 
-from issuer.keys import redis_key, registry_key, sessions_key, settings_key, throttle_key
+from issuer.keys import pairs_key, redis_key, registry_key, sessions_key, settings_key, throttle_key
+from issuer.pairs import CredentialCache, Pairs, PairStore
 from issuer.redis_keys import RedisKeys
 from issuer.routes import setup_routes
 from issuer.sessions import Sessions
@@ -67,6 +68,12 @@ async def domain_objects(app: web.Application) -> AsyncIterator[None]:
     )
     app[throttle_key] = throttle
     app[sessions_key] = Sessions(app[redis_key], keys, app[registry_key], settings.pepper, throttle)
+    app[pairs_key] = Pairs(
+        PairStore(app[redis_key], keys, settings.pepper),
+        CredentialCache(app[redis_key], keys, settings.credential_cache_ttl),
+        app[registry_key],
+        throttle,
+    )
     yield
 
 

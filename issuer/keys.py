@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from redis.asyncio import Redis
 
+from issuer.pairs import Pairs
 from issuer.sessions import Sessions
 from issuer.throttle import FailureThrottle
 from shared.internal import InternalClient
@@ -15,3 +16,4 @@ redis_key = web.AppKey("redis", Redis)
 registry_key = web.AppKey("registry", InternalClient)
 sessions_key = web.AppKey("sessions", Sessions)
 throttle_key = web.AppKey("throttle", FailureThrottle)
+pairs_key = web.AppKey("pairs", Pairs)

@@ -1,7 +1,11 @@
 """Every Redis key the issuer writes, and how long it lives. One place, so nothing is forgotten.
 
 All keys start with the deployment's prefix (TOKENHUB_REDIS_PREFIX, "th:" by default). Secrets
-never appear in keys: a session id is stored under its peppered hash.
+never appear in keys: a session id or a token is stored under its peppered hash.
+
+Keys that one Lua script or transaction touches together carry the same Redis Cluster hash tag (the
+part in braces), so they live in one slot: a ChatApp pair family's keys are tagged by the family id,
+a daily quota counter by its account. Nothing a caller chooses ever goes between the braces.
 """
 
 from __future__ import annotations
@@ -22,9 +26,57 @@ class RedisKeys:
         window, set by the first failure of the window."""
         return f"{self.prefix}fail:{realm}:{kind}:{subject_hash}"
 
+    def token_sessions(self, realm: str, token_id: int) -> str:
+        """The sessions opened with one long-lived token (a set of session hashes), so that deleting
+        or changing the token ends them; a token session counts only while it is a member. TTL: at
+        least that of every session in it (set at open, pushed forward, never back, on each use)."""
+        return f"{self.prefix}sesstok:{realm}:{token_id}"
+
+    # --- ChatApp-style access/refresh pairs (issuer/pairs.py) -----------------------------------
+    # A family is everything descended from one tokens.make. The family hash holds who it belongs
+    # to and the lifetimes the app had at make time; each token is a small key of its own, so Redis
+    # expires it at its end. Revoking a family deletes only the family hash: every token lookup
+    # reads it too, so all tokens of the family die at once, and their own keys expire on time.
+
+    def pair_family(self, family: str) -> str:
+        """Hash {user_id, app_id, access_ttl, refresh_ttl, created_at}; expires with the family's
+        last-ending token (pushed forward by each refresh, never back)."""
+        return f"{self.prefix}cp:{{{family}}}"
+
+    def access_token(self, family: str, token_hash: str) -> str:
+        """An access token: its end (unix seconds) as the value; expires at that end."""
+        return f"{self.prefix}cp:{{{family}}}:at:{token_hash}"
+
+    def refresh_token(self, family: str, token_hash: str) -> str:
+        """A refresh token: "live:<end>" until its one use, then "used:<end>" (kept until its end,
+        so that a replay is recognised as reuse and revokes the family); expires at its end."""
+        return f"{self.prefix}cp:{{{family}}}:rt:{token_hash}"
+
+    def pair_quota(self, account_hash: str, day: str) -> str:
+        """Hash {used, refused}: successful and refused tokens.make of one (user, app) on one UTC
+        day (YYYYMMDD). Expires an hour after that day ends (the hour covers an issuer whose clock
+        is a little behind), so yesterday's count can never leak into today's."""
+        return f"{self.prefix}cq:{{{account_hash}}}:{day}"
+
+    def verified_credentials(self, credential_hash: str) -> str:
+        """A successful tokens.make credential check: the user id, under an HMAC of e-mail and
+        password with a key that exists only in the issuer process that wrote it. TTL =
+        TOKENHUB_CREDENTIAL_CACHE_TTL. Never written for a failed check."""
+        return f"{self.prefix}cred:{PAIRS_REALM}:{credential_hash}"
+
+    @property
+    def pair_revocations(self) -> str:
+        """Pub/sub channel: the id of every revoked family, for gateways that cache verifications."""
+        return f"{self.prefix}cp:revoked"
+
 
 # A realm names a family of sessions (a dialect's logins); the issuer attaches no meaning to it.
 REALM_PATTERN = r"[a-z][a-z0-9_]{0,31}"
 # Longest idle timeout a caller may ask for, and the shortest.
 MAX_SESSION_IDLE_S = 7 * 24 * 3600
 MIN_SESSION_IDLE_S = 10
+
+# Realm of the ChatApp credential throttle (failed tokens.make per e-mail and per client address).
+PAIRS_REALM = "chatapp"
+# Extra life of a day's quota counter past UTC midnight.
+QUOTA_GRACE_S = 3600

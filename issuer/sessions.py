@@ -3,19 +3,42 @@ sliding idle timeout, ended on logout. Failed logins are counted per account and
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from issuer.redis_keys import RedisKeys
 from issuer.throttle import FailureThrottle
-from shared.errors import BadCredentials, NotFound
+from shared import revocations
+from shared.errors import BadCredentials, Expired, Forbidden, NotFound
 from shared.internal import InternalClient
 from shared.secrets import lookup_hash, new_hex_secret
 
 _TOUCH_SESSION = (Path(__file__).parent / "lua" / "touch_session.lua").read_text()
+_TOUCH_BOUNDED_SESSION = (Path(__file__).parent / "lua" / "touch_bounded_session.lua").read_text()
+# SPOP's count: more than any set of sessions holds, so one call empties the set.
+_ALL = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A live session: its user and, when it was opened with a long-lived token, the token's id
+    and access flags (whose meaning is the caller's business)."""
+
+    user: dict[str, Any]
+    token_id: int | None = None
+    flags: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"user": self.user}
+        if self.token_id is not None:
+            wire.update(token_id=self.token_id, flags=self.flags)
+        return wire
 
 
 class Sessions:
@@ -28,6 +51,7 @@ class Sessions:
         self._pepper = pepper
         self._throttle = throttle
         self._touch = redis.register_script(_TOUCH_SESSION)
+        self._touch_bounded = redis.register_script(_TOUCH_BOUNDED_SESSION)
 
     def _session_key(self, realm: str, session_id: str) -> str:
         return self._keys.session(realm, lookup_hash(session_id, self._pepper).hex())
@@ -65,3 +89,97 @@ class Sessions:
 
     async def end(self, realm: str, session_id: str) -> bool:
         return bool(await self._redis.delete(self._session_key(realm, session_id)))
+
+    # --- sessions opened with a long-lived token (Wialon's token/login) ----------------------------
+
+    async def open_with_token(
+        self, realm: str, idle: int, user_id: int, token_id: int, flags: int, ends_at: int | None
+    ) -> tuple[str, dict[str, Any]]:
+        """Open a session for a token the caller has just checked with the registry; return (session
+        id, user). The user is read from the registry here, so the session holds the registry's
+        record of an active user. The session never outlives the token's end (`ends_at`, unix
+        seconds, None for none) and is indexed under the token, so `end_token_sessions` finds it."""
+        now = int(time.time())
+        ttl = idle if ends_at is None else min(idle, ends_at - now)
+        if ttl <= 0:
+            raise Expired("the token has ended")
+        reply = await self._registry.call("GET", f"/v1/users/{user_id}")
+        user: dict[str, Any] = reply["user"]
+        if user["status"] != "active":
+            raise Forbidden("the account is disabled", user_id=user_id)
+        session_id = new_hex_secret(16)
+        session_hash = lookup_hash(session_id, self._pepper).hex()
+        index = self._keys.token_sessions(realm, token_id)
+        # Indexed before the session exists: a session that exists is always found by its token; a
+        # failed open leaves at most a member without a session, which nothing honours.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(index, session_hash)
+            pipe.expire(index, idle, nx=True)
+            pipe.expire(index, idle, gt=True)
+            await pipe.execute()
+        fields: dict[FieldT, EncodableT] = {
+            "user": orjson.dumps(user),
+            "idle": idle,
+            "token_id": token_id,
+            "flags": flags,
+        }
+        if ends_at is not None:
+            fields["ends_at"] = ends_at
+        key = self._keys.session(realm, session_hash)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, ttl)
+            await pipe.execute()
+        return session_id, user
+
+    async def resolve_info(self, realm: str, session_id: str) -> SessionInfo:
+        """`resolve` for every kind of session, with what a token session carries. A token session
+        ends with its token: at the token's end, when it is no longer in the token's index (the
+        token was deleted or changed), or once the token is announced revoked (shared/revocations:
+        the sweeper's expiry and idle deletion, a dialect's delete)."""
+        session_hash = lookup_hash(session_id, self._pepper).hex()
+        key = self._keys.session(realm, session_hash)
+        reply = await self._touch_bounded(keys=[key], args=[int(time.time())])
+        if not reply:
+            raise NotFound("no such session")
+        user: dict[str, Any] = orjson.loads(reply[0])
+        if not reply[2]:
+            return SessionInfo(user)
+        token_id, ttl = int(reply[2]), int(reply[1])
+        index = self._keys.token_sessions(realm, token_id)
+        # Commands of their own, not in the script: the index and the marker live in other slots.
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.sismember(index, session_hash)
+            pipe.expire(index, ttl, gt=True)  # the index outlives each of its sessions
+            pipe.exists(revocations.marker_key(self._keys.prefix, token_id))
+            member, _, revoked = await pipe.execute()
+        if not member or revoked:
+            await self._redis.delete(key)
+            raise NotFound("the token that opened the session has ended")
+        return SessionInfo(user, token_id, int(reply[3]))
+
+    async def end_token_sessions(self, realm: str, token_ids: list[int], *, revoked: bool) -> int:
+        """End every session opened with these tokens; return how many were live.
+
+        `revoked`: the tokens are gone for good; announce it (shared/revocations), which also stops
+        any session that a login racing this call still manages to open. Otherwise the tokens live
+        on under a new definition, so a revocation announced earlier (an expiry the token has since
+        been updated out of) no longer holds."""
+        if revoked:
+            await revocations.announce(self._redis, self._keys.prefix, token_ids)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            if not revoked:
+                for token_id in token_ids:
+                    pipe.delete(revocations.marker_key(self._keys.prefix, token_id))
+            # SPOP with a count empties a set in one atomic step; a session opened meanwhile joins
+            # a new set, and so is ended by the next change of its token, not lost.
+            for token_id in token_ids:
+                pipe.spop(self._keys.token_sessions(realm, token_id), _ALL)
+            replies = await pipe.execute()
+        popped = replies[-len(token_ids) :] if token_ids else []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for members in popped:
+                for session_hash in members or []:
+                    pipe.delete(self._keys.session(realm, session_hash.decode()))
+            deleted = await pipe.execute()
+        return sum(int(n) for n in deleted)

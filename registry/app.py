@@ -7,11 +7,15 @@ from typing import Any
 
 from aiohttp import web
 
-from registry.keys import settings_key, store_key
+from registry.keys import settings_key, store_key, voucher_store_key, wialon_tokens_key, zabbix_tokens_key
 from registry.routes import setup_routes
 from registry.store import Store, translate
+from registry.vouchers import VoucherStore
+from registry.wialon_tokens import WialonTokens
+from registry.zabbix_tokens import ZabbixTokens
 from shared.internal import domain_error_middleware, internal_key_middleware
 from shared.postgres import create_pool
+from shared.secrets import Sealer
 from shared.settings import Settings
 from shared.web import base_app
 
@@ -33,6 +37,9 @@ async def postgres(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     pool = await create_pool(settings.database_url, settings.db_pool_max, settings.store_timeout)
     app[store_key] = Store(pool, settings.pepper, settings.store_timeout)
+    app[voucher_store_key] = VoucherStore(pool, settings.pepper, Sealer.from_b64(settings.seal_key))
+    app[zabbix_tokens_key] = ZabbixTokens(pool, settings.pepper)
+    app[wialon_tokens_key] = WialonTokens(pool, settings.pepper, Sealer.from_b64(settings.seal_key))
     yield
     await pool.close()
 

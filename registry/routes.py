@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from registry.keys import store_key
+from registry import zabbix_tokens as zt
+from registry.keys import store_key, zabbix_tokens_key
 from registry.store import AuditEvent
+from registry.voucher_routes import setup_voucher_routes
+from registry.wialon_routes import setup_wialon_routes
 from shared.errors import InvalidInput
 from shared.internal import json_response, read_model
 
@@ -69,9 +72,56 @@ async def append_audit(request: web.Request) -> web.Response:
     return json_response({"recorded": True}, status=201)
 
 
+class Secret(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    secret: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+async def create_zabbix_tokens(request: web.Request) -> web.Response:
+    ids = await request.app[zabbix_tokens_key].create(await read_model(request, zt.CreateRequest))
+    return json_response({"ids": ids}, status=201)
+
+
+async def update_zabbix_tokens(request: web.Request) -> web.Response:
+    return json_response(
+        {"ids": await request.app[zabbix_tokens_key].update(await read_model(request, zt.UpdateRequest))}
+    )
+
+
+async def delete_zabbix_tokens(request: web.Request) -> web.Response:
+    return json_response(
+        {"ids": await request.app[zabbix_tokens_key].delete(await read_model(request, zt.IdsRequest))}
+    )
+
+
+async def generate_zabbix_tokens(request: web.Request) -> web.Response:
+    tokens = await request.app[zabbix_tokens_key].generate(await read_model(request, zt.IdsRequest))
+    return json_response({"tokens": tokens})
+
+
+async def query_zabbix_tokens(request: web.Request) -> web.Response:
+    return json_response(
+        await request.app[zabbix_tokens_key].query(await read_model(request, zt.QueryRequest))
+    )
+
+
+async def authenticate_zabbix_token(request: web.Request) -> web.Response:
+    body = await read_model(request, Secret)
+    user, token_id = await request.app[zabbix_tokens_key].authenticate(body.secret)
+    return json_response({"user": user.to_wire(), "token_id": token_id})
+
+
 def setup_routes(app: web.Application) -> None:
+    setup_voucher_routes(app)
+    setup_wialon_routes(app)
     app.router.add_post("/v1/users/authenticate", authenticate)
     app.router.add_get("/v1/users/{user_id}", get_user)
     app.router.add_post("/v1/api-keys/authenticate", authenticate_api_key)
     app.router.add_get("/v1/apps/{app_id}", get_app)
     app.router.add_post("/v1/audit", append_audit)
+    app.router.add_post("/v1/zabbix-tokens/create", create_zabbix_tokens)
+    app.router.add_post("/v1/zabbix-tokens/update", update_zabbix_tokens)
+    app.router.add_post("/v1/zabbix-tokens/delete", delete_zabbix_tokens)
+    app.router.add_post("/v1/zabbix-tokens/generate", generate_zabbix_tokens)
+    app.router.add_post("/v1/zabbix-tokens/query", query_zabbix_tokens)
+    app.router.add_post("/v1/zabbix-tokens/authenticate", authenticate_zabbix_token)

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
+
+# What `pool.acquire()` hands out; subscriptable only for the type checker.
+if TYPE_CHECKING:
+    Connection: TypeAlias = PoolConnectionProxy[asyncpg.Record]
+else:
+    Connection = PoolConnectionProxy
 
 # Errors that mean "the database did not answer", as opposed to "the query was wrong".
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (

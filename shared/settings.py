@@ -75,10 +75,18 @@ class Settings(BaseSettings):
     # Higher per address: many honest users can share one address (an office behind NAT).
     address_failures_max: int = Field(30, ge=1, validation_alias=_env("TOKENHUB_ADDRESS_FAILURES_MAX"))
     login_failure_window: int = Field(30, ge=1, validation_alias=_env("TOKENHUB_LOGIN_FAILURE_WINDOW"))
+    # Seconds a successful tokens.make credential check is remembered (0: never); docs/chatapp.md.
+    credential_cache_ttl: int = Field(
+        30, ge=0, le=300, validation_alias=_env("TOKENHUB_CREDENTIAL_CACHE_TTL")
+    )
 
     sweep_interval: float = Field(60.0, gt=0, validation_alias=_env("TOKENHUB_SWEEP_INTERVAL"))
     sweep_batch: int = Field(1000, ge=1, le=10000, validation_alias=_env("TOKENHUB_SWEEP_BATCH"))
     idle_days: int = Field(100, ge=1, validation_alias=_env("TOKENHUB_IDLE_DAYS"))
+    # Per-kind overrides of idle_days; unset means idle_days.
+    idle_days_zabbix: int | None = Field(None, ge=1, validation_alias=_env("TOKENHUB_IDLE_DAYS_ZABBIX"))
+    idle_days_wialon: int | None = Field(None, ge=1, validation_alias=_env("TOKENHUB_IDLE_DAYS_WIALON"))
+    idle_days_voucher: int | None = Field(None, ge=1, validation_alias=_env("TOKENHUB_IDLE_DAYS_VOUCHER"))
     voucher_retention_days: int = Field(30, ge=0, validation_alias=_env("TOKENHUB_VOUCHER_RETENTION_DAYS"))
 
     @field_validator("admin_password")
@@ -107,6 +115,10 @@ class Settings(BaseSettings):
 
         Sealer.from_b64(self.seal_key)  # fail at start, not at the first seal, on a malformed key
         return self
+
+    def idle_days_for(self, kind: Literal["zabbix", "wialon", "voucher"]) -> int:
+        override: int | None = getattr(self, f"idle_days_{kind}")
+        return override if override is not None else self.idle_days
 
     def port_of(self, service: Service) -> int:
         return {

@@ -21,6 +21,8 @@ access_log = logging.getLogger("tokenhub.access")
 # Answers whether each store or backend the service needs is reachable right now.
 ReadinessCheck = Callable[[web.Application], Awaitable[dict[str, bool]]]
 readiness_key: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
+# Optional: whether the service's own background work is still moving (the sweeper's loop).
+liveness_key: web.AppKey[ReadinessCheck] = web.AppKey("liveness")
 service_key = web.AppKey("service", str)
 
 
@@ -62,7 +64,12 @@ def observability_middleware(service: str) -> Any:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "alive", "service": request.app[service_key]})
+    """Alive: the process answers and, where it has one, its own loop is not stuck."""
+    liveness = request.app.get(liveness_key)
+    checks = await liveness(request.app) if liveness is not None else {}
+    alive = all(checks.values())
+    body = {"status": "alive" if alive else "stalled", "service": request.app[service_key], "checks": checks}
+    return json_response(body, 200 if alive else 503)
 
 
 async def readyz(request: web.Request) -> web.Response:

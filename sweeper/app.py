@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from shared.postgres import CONNECTION_ERRORS, create_pool, ping
 from shared.settings import Settings
-from shared.web import base_app
+from shared.web import base_app, liveness_key
 from sweeper.jobs import Sweeper
 
 log = logging.getLogger(__name__)
@@ -74,18 +74,22 @@ async def loop(app: web.Application) -> AsyncIterator[None]:
 
 
 async def readiness(app: web.Application) -> dict[str, bool]:
+    return {"postgres": await ping(app[sweeper_key].pool, app[settings_key].store_timeout)}
+
+
+async def liveness(app: web.Application) -> dict[str, bool]:
+    """The loop is alive while its task runs and a pass ended within three intervals (and a
+    minute of slack for a long pass)."""
     settings, state = app[settings_key], app[loop_state_key]
     stalled = time.monotonic() - state.last_pass_end > 3 * settings.sweep_interval + 60
     running = state.task is not None and not state.task.done()
-    return {
-        "postgres": await ping(app[sweeper_key].pool, settings.store_timeout),
-        "loop": running and not stalled,
-    }
+    return {"loop": running and not stalled}
 
 
 async def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = base_app("sweeper", settings, readiness)
     app[settings_key] = settings
+    app[liveness_key] = liveness
     app.cleanup_ctx.extend([stores, loop])
     return app

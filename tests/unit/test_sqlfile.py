@@ -86,23 +86,40 @@ def test_name_must_be_lowercase_identifier(tmp_path: Path) -> None:
     assert "Bad-Name" in queries["q"]
 
 
-def names_used(package: str) -> set[str]:
-    names: set[str] = set()
-    for source in sorted((ROOT / package).glob("*.py")):
-        names.update(match.group(2) for match in _Q_USE.finditer(source.read_text()))
-    return names
-
-
 def test_q_regex_finds_uses() -> None:
     text = 'a = Q["one"]\nb = Q[\n    "two"\n]\nc = Q[\'three\']\nd = XQ["not_me"]\n'
     assert {m.group(2) for m in _Q_USE.finditer(text)} == {"one", "two", "three"}
 
 
-@pytest.mark.parametrize("package", ["registry", "sweeper"])
-def test_every_query_the_code_uses_exists(package: str) -> None:
-    queries = load_queries(ROOT / package / "queries.sql")
-    assert queries, f"{package}/queries.sql defines no query"
-    used = names_used(package)
-    assert used, f"no Q[...] use found in {package}/*.py"
+# A module's own SQL file: `Q = load_queries(Path(__file__).with_name("name.sql"))`.
+_LOADS = re.compile(r"""load_queries\(\s*Path\(__file__\)\.with_name\(\s*["']([\w.]+)["']\s*\)\s*\)""")
+MODULES_WITH_SQL = sorted(
+    path
+    for package in ("registry", "sweeper")
+    for path in (ROOT / package).glob("*.py")
+    if _LOADS.search(path.read_text())
+)
+
+
+def test_modules_with_sql_are_found() -> None:
+    assert {p.name for p in MODULES_WITH_SQL} >= {"store.py", "zabbix_tokens.py", "jobs.py"}
+
+
+@pytest.mark.parametrize("module", MODULES_WITH_SQL, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_query_a_module_uses_is_in_its_sql_file(module: Path) -> None:
+    text = module.read_text()
+    match = _LOADS.search(text)
+    assert match is not None
+    queries = load_queries(module.with_name(match.group(1)))
+    assert queries, f"{match.group(1)} defines no query"
+    used = {m.group(2) for m in _Q_USE.finditer(text)}
     missing = sorted(used - set(queries))
-    assert not missing, f"{package} uses queries missing from {package}/queries.sql: {missing}"
+    assert not missing, f"{module.name} uses queries missing from {match.group(1)}: {missing}"
+
+
+def test_every_sweeper_job_has_its_batch_and_count_queries() -> None:
+    from sweeper.jobs import JOBS
+
+    for job in JOBS:
+        assert "FOR UPDATE SKIP LOCKED" in job.batch_query
+        assert job.count_query.startswith("SELECT count(*)")

@@ -1,0 +1,189 @@
+"""The values Wialon's services take, checked as the Remote API reference types them. Every
+failure is error 4 (invalid input) with a reason naming the parameter."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+from gateway.dialects.wialon.errors import invalid
+
+# Wialon's access flags of a token (the reference's table, plus 0x4000 of the newer one).
+ONLINE_TRACKING = 0x100
+VIEW_DATA = 0x200
+EDIT_NON_SENSITIVE = 0x400
+EDIT_SENSITIVE = 0x800
+EDIT_CRITICAL = 0x1000
+COMMUNICATION = 0x2000
+ACTIVATION_CODES = 0x4000
+KNOWN_FLAGS = (
+    ONLINE_TRACKING
+    | VIEW_DATA
+    | EDIT_NON_SENSITIVE
+    | EDIT_SENSITIVE
+    | EDIT_CRITICAL
+    | COMMUNICATION
+    | ACTIVATION_CODES
+)
+UNLIMITED = -1
+# Older references spell "unlimited" as 0xFFFFFFFF: the same as -1.
+UNLIMITED_UINT32 = 0xFFFFFFFF
+
+UINT32_MAX = 2**32 - 1
+ID_MAX = 2**63 - 1
+# "dur: max value = 8640000 (100 days)" in the token/update reference.
+MAX_DURATION_S = 8_640_000
+MAX_ITEMS = 10_000
+# `p` is free text for the application; this keeps a row (and a login reply) reasonable.
+MAX_CUSTOM_PARAMS = 65_536
+MAX_APP_NAME = 255
+MAX_USER_NAME = 100  # users_username_check
+MAX_PASSWORD = 1024
+TOKEN_LENGTH = 72
+_DIGITS = re.compile(r"[0-9]{1,19}")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
+
+
+def decode(raw: str | None) -> Any:
+    """The `params` form field: a JSON text. Absent or empty is the empty object."""
+    if raw is None or raw == "":
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid('"params" is not valid JSON') from exc
+
+
+def as_object(params: Any) -> dict[str, Any]:
+    if not isinstance(params, dict):
+        raise invalid('"params" must be an object')
+    return params
+
+
+def is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def optional_text(params: dict[str, Any], name: str, max_length: int) -> str | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid(f'"{name}" must be a string')
+    if len(value) > max_length:
+        raise invalid(f'"{name}" is longer than {max_length} characters')
+    return value
+
+
+def text(params: dict[str, Any], name: str, max_length: int) -> str:
+    value = optional_text(params, name, max_length)
+    if value is None:
+        raise invalid(f'"{name}" is required')
+    return value
+
+
+def uint(
+    params: dict[str, Any], name: str, maximum: int = UINT32_MAX, *, required: bool = True
+) -> int | None:
+    value = params.get(name)
+    if value is None:
+        if required:
+            raise invalid(f'"{name}" is required')
+        return None
+    if not is_integer(value) or not 0 <= value <= maximum:
+        raise invalid(f'"{name}" must be a whole number from 0 to {maximum}')
+    result: int = value
+    return result
+
+
+def user_id(params: dict[str, Any]) -> int | None:
+    """`userId`: typed <text> by the reference, so a decimal string or a number."""
+    value = params.get("userId")
+    if value is None:
+        return None
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        value = int(value)
+    if not is_integer(value) or not 1 <= value <= ID_MAX:
+        raise invalid('"userId" must be a user id')
+    result: int = value
+    return result
+
+
+def token(params: dict[str, Any], name: str) -> str:
+    """A 72-character token (`h`, `token`). Non-hexadecimal text of the right length is no token
+    either, but that is for the caller to report like any unknown token."""
+    value = text(params, name, TOKEN_LENGTH * 4)
+    if len(value) != TOKEN_LENGTH:
+        raise invalid(f'"{name}" must be {TOKEN_LENGTH} characters')
+    return value
+
+
+def is_hex(value: str) -> bool:
+    return _HEX.fullmatch(value) is not None
+
+
+def access_flags(params: dict[str, Any]) -> int:
+    """`fl`: -1 (or 0xFFFFFFFF) for unlimited, else a combination of the documented flags."""
+    value = params.get("fl")
+    if value is None:
+        raise invalid('"fl" is required')
+    if not is_integer(value):
+        raise invalid('"fl" must be a number')
+    if value in (UNLIMITED, UNLIMITED_UINT32):
+        return UNLIMITED
+    if value < 0 or value & ~KNOWN_FLAGS:
+        raise invalid('"fl" must be -1 or a combination of the access flags 0x100 to 0x4000')
+    result: int = value
+    return result
+
+
+def custom_params(params: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]]:
+    """`p`: a JSON string of an object or of an array of objects. The decoded value is accepted
+    too (a client that forgot to encode it means the same thing)."""
+    value = params.get("p")
+    if value is None:
+        raise invalid('"p" is required')
+    if isinstance(value, str):
+        if len(value) > MAX_CUSTOM_PARAMS:
+            raise invalid(f'"p" is longer than {MAX_CUSTOM_PARAMS} characters')
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise invalid('"p" is not valid JSON') from exc
+    elif len(orjson.dumps(value)) > MAX_CUSTOM_PARAMS:
+        raise invalid(f'"p" is longer than {MAX_CUSTOM_PARAMS} characters')
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list) and all(isinstance(entry, dict) for entry in value):
+        return value
+    raise invalid('"p" must be an object or an array of objects')
+
+
+def items(params: dict[str, Any]) -> list[int]:
+    """`items`: the ids of the items the token reaches; absent means no restriction ([])."""
+    value = params.get("items")
+    if value is None:
+        return []
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_ITEMS
+        or not all(is_integer(item) and 0 <= item <= ID_MAX for item in value)
+    ):
+        raise invalid(f'"items" must be a list of at most {MAX_ITEMS} item ids')
+    return value
+
+
+def switch(params: dict[str, Any], name: str) -> bool:
+    """A <bool>|<text> switch such as `deleteAll`: 1 or true (also "1", "true") is on."""
+    value = params.get(name)
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if is_integer(value) and value in (0, 1):
+        return bool(value == 1)
+    if isinstance(value, str) and value in ("0", "1", "false", "true"):
+        return value in ("1", "true")
+    raise invalid(f'"{name}" must be true or false')

@@ -1,0 +1,196 @@
+"""`token/*`: log in with a token, create, change, delete and list tokens (DESIGN §2.2).
+
+A token as Wialon shows it: `{h, app, at, ct, dur, fl, items, p}` (+ `ll` in token/list), where
+`h` is the 72-character token itself, `at` its activation and `ct` its creation (unix seconds),
+`dur` its lifetime after `at` (0: none), `fl` its access flags (-1: all), `p` a JSON text.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gateway.dialects.wialon import params as p
+from gateway.dialects.wialon.core import escaped, login_reply
+from gateway.dialects.wialon.envelope import SESSION_IDLE_S, SESSION_REALM, Context, Session, service
+from gateway.dialects.wialon.errors import UNKNOWN_ERROR, WialonError, denied, invalid
+from shared.errors import BadCredentials, Expired, Forbidden, NotFound, Unavailable
+
+log = logging.getLogger(__name__)
+
+# The registry's reasons for refusing a login with a token, in words for the client.
+_LOGIN_REFUSALS = {
+    "disabled": "the user or the token is disabled",
+    "not_active": "the token is not active yet",
+    "operate_as": "no such user to operate as",
+}
+# The issuer ends the sessions of at most this many tokens per call.
+_END_CHUNK = 10_000
+
+
+def wialon_token(token: dict[str, Any]) -> dict[str, Any]:
+    """A registry token as token/update answers it."""
+    return {
+        "h": token["secret"],
+        "app": token["app"],
+        "at": token["activates_at"],
+        "ct": token["created_at"],
+        "dur": token["lifetime_s"],
+        "fl": token["flags"],
+        "items": token["items"],
+        "p": escaped(token["params"]),
+    }
+
+
+def login_token(token: dict[str, Any]) -> str:
+    """token/login's `token`: the token's settings as an escaped JSON text, in the reference's order."""
+    return escaped(
+        {
+            "app": token["app"],
+            "ct": token["created_at"],
+            "at": token["activates_at"],
+            "dur": token["lifetime_s"],
+            "fl": token["flags"],
+            "p": escaped(token["params"]),
+            "items": token["items"],
+        }
+    )
+
+
+@service("token/login")
+async def token_login(ctx: Context, params: Any) -> dict[str, Any]:
+    """{token, operateAs?, fl?, appName?} → a session acting as the token's owner (or as the
+    sub-user named by operateAs) with the token's access flags. `fl` here are response flags;
+    TokenHub always answers the whole object. Unknown tokens are failed logins of the client's
+    address (error 1003 once too many); a known token that cannot log in now is not a guess."""
+    args = p.as_object(params)
+    secret = p.token(args, "token")
+    operate_as = p.optional_text(args, "operateAs", 4 * p.MAX_USER_NAME)
+    p.uint(args, "fl", required=False)
+    p.optional_text(args, "appName", 4 * p.MAX_APP_NAME)
+    subjects = {"realm": SESSION_REALM, "subjects": {"address": ctx.client_addr}}
+    await ctx.issuer("/v1/attempts/check", subjects)
+    try:
+        if not p.is_hex(secret):
+            raise BadCredentials("not a token")
+        reply = await ctx.registry(
+            "/v1/wialon-tokens/authenticate", {"secret": secret, "operate_as": operate_as}
+        )
+    except BadCredentials as exc:
+        await ctx.issuer("/v1/attempts/failed", subjects)
+        raise denied("invalid token") from exc
+    except Forbidden as exc:
+        raise denied(_LOGIN_REFUSALS.get(str(exc.details.get("reason")))) from exc
+    except Expired as exc:
+        raise denied("the token has expired") from exc
+    token, user = reply["token"], reply["user"]
+    try:
+        opened = await ctx.issuer(
+            "/v1/sessions/token",
+            {
+                "realm": SESSION_REALM,
+                "idle": SESSION_IDLE_S,
+                "user_id": user["id"],
+                "token_id": token["id"],
+                "flags": token["flags"],
+                "ends_at": token["expires_at"],
+            },
+        )
+    except Expired as exc:  # it ended between the registry's check and now
+        raise denied("the token has expired") from exc
+    except (Forbidden, NotFound) as exc:
+        raise denied(_LOGIN_REFUSALS["disabled"]) from exc
+    return login_reply(ctx, opened["session_id"], opened["user"], {"token": login_token(token), "th": secret})
+
+
+def _may_manage(session: Session) -> None:
+    """Only a session with every right (a password login, or a token with fl -1) manages tokens."""
+    if session.flags != p.UNLIMITED:
+        raise denied("the session's token may not manage tokens")
+
+
+def _acting(ctx: Context, session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    return {"actor_id": session.user_id, "owner_id": p.user_id(args), "client_addr": ctx.client_addr}
+
+
+def _definition(session: Session, args: dict[str, Any]) -> dict[str, Any]:
+    """What create and update set: all of app, at, dur, fl and p (the reference requires each),
+    and items (optional: none means no restriction)."""
+    app = p.text(args, "app", p.MAX_APP_NAME)
+    if not app:
+        raise invalid('"app" must not be empty')
+    activates_at = p.uint(args, "at")
+    lifetime = p.uint(args, "dur", p.MAX_DURATION_S)
+    return {
+        # The new flags may not exceed the session's own: the registry checks against these.
+        "actor_flags": session.flags,
+        "app": app,
+        "activates_at": activates_at or None,  # 0: now
+        "lifetime_s": lifetime,
+        "flags": p.access_flags(args),
+        "items": p.items(args),
+        "params": p.custom_params(args),
+    }
+
+
+async def _end_sessions(ctx: Context, token_ids: list[int], *, revoked: bool) -> None:
+    """End the sessions opened with tokens just changed or deleted. The change is committed by now;
+    if the issuer does not answer, the client is told so (6) and the operator by the log."""
+    try:
+        for start in range(0, len(token_ids), _END_CHUNK):
+            await ctx.issuer(
+                "/v1/sessions/end-by-token",
+                {
+                    "realm": SESSION_REALM,
+                    "token_ids": token_ids[start : start + _END_CHUNK],
+                    "revoked": revoked,
+                },
+            )
+    except Unavailable as exc:
+        log.error("sessions of changed tokens %s could not be ended: %s", token_ids, exc.message)
+        raise WialonError(
+            UNKNOWN_ERROR, "the token is changed, but the sessions opened with it could not be ended yet"
+        ) from exc
+
+
+@service("token/update")
+async def token_update(ctx: Context, params: Any) -> dict[str, Any]:
+    """{callMode: create|update|delete, userId?, h, app, at, dur, fl, p, items?, deleteAll?}.
+    create and update answer the token; delete answers the deleted token, or {} with deleteAll.
+    Every session opened with an updated or deleted token ends (its holders log in again)."""
+    session = await ctx.session()
+    args = p.as_object(params)
+    _may_manage(session)
+    mode = args.get("callMode")
+    if mode == "create":
+        acting = _acting(ctx, session, args)
+        created = await ctx.registry("/v1/wialon-tokens", {**acting, **_definition(session, args)})
+        return wialon_token(created["token"])
+    if mode == "update":
+        secret = p.token(args, "h")
+        acting = _acting(ctx, session, args)
+        updated = await ctx.registry(
+            "/v1/wialon-tokens/update", {**acting, **_definition(session, args), "secret": secret}
+        )
+        token = updated["token"]
+        await _end_sessions(ctx, [token["id"]], revoked=False)
+        return wialon_token(token)
+    if mode == "delete":
+        every = p.switch(args, "deleteAll")
+        target: dict[str, Any] = {"all": True} if every else {"secret": p.token(args, "h")}
+        acting = _acting(ctx, session, args)
+        deleted = (await ctx.registry("/v1/wialon-tokens/delete", {**acting, **target}))["tokens"]
+        if deleted:
+            await _end_sessions(ctx, [token["id"] for token in deleted], revoked=True)
+        return {} if every else wialon_token(deleted[0])
+    raise invalid('"callMode" must be create, update or delete')
+
+
+@service("token/list")
+async def token_list(ctx: Context, params: Any) -> list[dict[str, Any]]:
+    """{userId?} → the tokens of the caller or of a user below it, with `ll` (last login, 0: never)."""
+    session = await ctx.session()
+    args = p.as_object(params)
+    _may_manage(session)
+    listed = await ctx.registry("/v1/wialon-tokens/list", _acting(ctx, session, args))
+    return [{**wialon_token(token), "ll": token["last_used_at"] or 0} for token in listed["tokens"]]

@@ -1,0 +1,131 @@
+-- Hotspot vouchers (issue 6): one named block per query, loaded once by registry/vouchers.py.
+-- Listings always say kind = 'voucher' AND deleted_at IS NULL, the predicate of the partial
+-- indexes of migration 0002. An owner of NULL means "every owner" (a super_admin); it only ever
+-- narrows a lookup that an index already drives (a code or a u_id), never a listing.
+-- Filters: NULL ignores; true keeps only vouchers with the attribute, false only those without.
+
+-- name: actor
+SELECT role, status FROM users WHERE id = $1;
+
+-- name: insert_vouchers
+-- A code that clashes with an existing secret is skipped, not an error: the store draws new codes
+-- for the rows missing from RETURNING, inside the same transaction.
+INSERT INTO tokens (kind, owner_id, creator_id, secret_hash, sealed_secret, multi_use, lifetime_s, external_ref)
+SELECT 'voucher', $1, $1, v.secret_hash, v.sealed_secret, $4, $5, $6
+FROM unnest($2::bytea[], $3::bytea[]) AS v (secret_hash, sealed_secret)
+ON CONFLICT (secret_hash) DO NOTHING
+RETURNING id, owner_id, secret_hash, created_at, first_used_at, expires_at, repaid_at, mac, multi_use,
+          lifetime_s, external_ref;
+
+-- name: search_owner
+-- One operator's page: ids are picked on tokens_voucher_owner_idx alone (filters and offset
+-- included), then only the page's rows are read.
+WITH page AS (
+    SELECT id FROM tokens
+    WHERE kind = 'voucher' AND deleted_at IS NULL AND owner_id = $1
+      AND ($2::boolean IS NULL OR (first_used_at IS NOT NULL) = $2)
+      AND ($3::boolean IS NULL OR (repaid_at IS NOT NULL) = $3)
+      AND ($4::boolean IS NULL OR multi_use = $4)
+      AND ($5::boolean IS NULL OR (lifetime_s > 0) = $5)
+    ORDER BY id
+    LIMIT $6 OFFSET $7
+)
+SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret, t.created_at, t.first_used_at, t.expires_at,
+       t.repaid_at, t.mac, t.multi_use, t.lifetime_s, t.external_ref
+FROM page JOIN tokens t ON t.id = page.id
+ORDER BY t.id;
+
+-- name: search_all
+-- Every operator's page (super_admin), on tokens_voucher_all_idx the same way.
+WITH page AS (
+    SELECT id FROM tokens
+    WHERE kind = 'voucher' AND deleted_at IS NULL
+      AND ($1::boolean IS NULL OR (first_used_at IS NOT NULL) = $1)
+      AND ($2::boolean IS NULL OR (repaid_at IS NOT NULL) = $2)
+      AND ($3::boolean IS NULL OR multi_use = $3)
+      AND ($4::boolean IS NULL OR (lifetime_s > 0) = $4)
+    ORDER BY id
+    LIMIT $5 OFFSET $6
+)
+SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret, t.created_at, t.first_used_at, t.expires_at,
+       t.repaid_at, t.mac, t.multi_use, t.lifetime_s, t.external_ref
+FROM page JOIN tokens t ON t.id = page.id
+ORDER BY t.id;
+
+-- name: search_by_code
+-- At most one row, found through tokens_secret_hash_key; the other filters still apply.
+SELECT id, owner_id, secret_hash, sealed_secret, created_at, first_used_at, expires_at,
+       repaid_at, mac, multi_use, lifetime_s, external_ref
+FROM tokens
+WHERE secret_hash = $1 AND kind = 'voucher' AND deleted_at IS NULL
+  AND ($2::bigint IS NULL OR owner_id = $2)
+  AND ($3::boolean IS NULL OR (first_used_at IS NOT NULL) = $3)
+  AND ($4::boolean IS NULL OR (repaid_at IS NOT NULL) = $4)
+  AND ($5::boolean IS NULL OR multi_use = $5)
+  AND ($6::boolean IS NULL OR (lifetime_s > 0) = $6)
+  AND ($7::text IS NULL OR external_ref = $7)
+ORDER BY id
+LIMIT $8 OFFSET $9;
+
+-- name: search_by_ref
+-- One u_id's vouchers, on tokens_voucher_ref_idx.
+SELECT id, owner_id, secret_hash, sealed_secret, created_at, first_used_at, expires_at,
+       repaid_at, mac, multi_use, lifetime_s, external_ref
+FROM tokens
+WHERE external_ref = $1 AND kind = 'voucher' AND deleted_at IS NULL
+  AND ($2::bigint IS NULL OR owner_id = $2)
+  AND ($3::boolean IS NULL OR (first_used_at IS NOT NULL) = $3)
+  AND ($4::boolean IS NULL OR (repaid_at IS NOT NULL) = $4)
+  AND ($5::boolean IS NULL OR multi_use = $5)
+  AND ($6::boolean IS NULL OR (lifetime_s > 0) = $6)
+ORDER BY id
+LIMIT $7 OFFSET $8;
+
+-- name: voucher_for_use
+-- Locks the voucher for the rest of the transaction: of two concurrent first uses, the second
+-- waits here and then sees the MAC the first one bound. Deleted rows are returned on purpose, so
+-- that using one fails as "deleted", not as "unknown".
+SELECT id, owner_id, secret_hash, sealed_secret, created_at, first_used_at, expires_at,
+       repaid_at, deleted_at, mac, multi_use, lifetime_s, external_ref,
+       (expires_at IS NOT NULL AND expires_at <= now()) AS is_expired
+FROM tokens
+WHERE secret_hash = $1 AND kind = 'voucher' AND ($2::bigint IS NULL OR owner_id = $2)
+FOR UPDATE;
+
+-- name: mark_voucher_used
+-- The first use stamps used_at, binds the MAC and starts the validity period; later uses keep
+-- all three (SET expressions read the row as it was before this UPDATE).
+UPDATE tokens SET
+    first_used_at = coalesce(first_used_at, now()),
+    mac = coalesce(mac, $2::macaddr),
+    expires_at = CASE WHEN first_used_at IS NULL AND lifetime_s > 0
+                      THEN now() + lifetime_s * interval '1 second'
+                      ELSE expires_at END,
+    last_used_at = now()
+WHERE id = $1
+RETURNING id, owner_id, secret_hash, sealed_secret, created_at, first_used_at, expires_at,
+          repaid_at, mac, multi_use, lifetime_s, external_ref;
+
+-- name: repay_vouchers
+-- Repaying twice is not an error and keeps the first repaid_at; `changed` tells which rows this
+-- call repaid (for the audit count).
+WITH found AS (
+    SELECT id, secret_hash, repaid_at FROM tokens
+    WHERE secret_hash = ANY($1::bytea[]) AND kind = 'voucher' AND deleted_at IS NULL
+      AND ($2::bigint IS NULL OR owner_id = $2)
+    FOR UPDATE
+), repaid AS (
+    UPDATE tokens t SET repaid_at = now()
+    FROM found
+    WHERE t.id = found.id AND found.repaid_at IS NULL
+    RETURNING t.id
+)
+SELECT found.id, found.secret_hash, repaid.id IS NOT NULL AS changed
+FROM found LEFT JOIN repaid ON repaid.id = found.id;
+
+-- name: delete_vouchers
+-- Soft delete; the sweeper purges the rows after TOKENHUB_VOUCHER_RETENTION_DAYS.
+UPDATE tokens SET deleted_at = now()
+WHERE secret_hash = ANY($1::bytea[]) AND kind = 'voucher' AND deleted_at IS NULL
+  AND ($2::bigint IS NULL OR owner_id = $2)
+RETURNING id, secret_hash;

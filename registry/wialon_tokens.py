@@ -1,0 +1,290 @@
+"""Wialon tokens (kind 'wialon', DESIGN §2.2, issue 4) in TokenHub's own vocabulary.
+
+A token's secret is 72 characters: 32 lowercase hex then 40 uppercase hex, from `secrets` (288 bits).
+Like every secret it is kept twice (DESIGN §4): its peppered HMAC, by which it is found, and an
+AES-GCM sealed copy, because listing shows it again. The sealed copy's associated data is the
+secret's hash, so a sealed secret cannot be moved to another row.
+
+Who may do what is decided here, from Postgres:
+- the actor must be an active user, and not a guest;
+- a token belongs to the actor or to a user below the actor in the parent chain (`manages`);
+  anyone else's tokens are refused exactly like missing ones would be to a stranger (Forbidden);
+- a token's flags never exceed the flags of whoever creates or changes it (`actor_flags`: -1, all,
+  for a password session; a token session's own flags otherwise).
+
+Flags are an opaque bit mask here, -1 meaning "everything"; which bits exist is the dialect's business.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from registry.store import User
+from shared.errors import BadCredentials, Expired, Forbidden, NotFound
+from shared.postgres import Connection
+from shared.secrets import Sealer, lookup_hash
+from shared.sqlfile import load_queries
+
+Q = load_queries(Path(__file__).with_name("wialon_tokens.sql"))
+
+KIND = "wialon"
+SECRET_LENGTH = 72
+_SEAL_CONTEXT = b"tokenhub:wialon:"
+
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+# Unix seconds: Wialon's times are unsigned 32-bit.
+UnixTime = Annotated[int, Field(ge=0, le=2**32 - 1)]
+# lifetime_s is an integer column.
+Lifetime = Annotated[int, Field(ge=0, le=2**31 - 1)]
+# -1: every right there is; otherwise a bit mask that fits Wialon's unsigned 32 bits.
+Flags = Annotated[int, Field(ge=-1, le=2**32 - 1)]
+ItemId = Annotated[int, Field(ge=0, le=2**63 - 1)]
+# Longer than any secret TokenHub issues, short enough that nobody posts megabytes to be hashed.
+Secret = Annotated[str, Field(min_length=1, max_length=256)]
+Params = dict[str, Any] | list[dict[str, Any]]
+
+
+def new_secret() -> str:
+    """Wialon's token shape: 32 lowercase then 40 uppercase hexadecimal characters."""
+    return secrets.token_hex(16) + secrets.token_hex(20).upper()
+
+
+def seal_context(secret_hash: bytes) -> bytes:
+    return _SEAL_CONTEXT + secret_hash
+
+
+def within(flags: int, limit: int) -> bool:
+    """Whether `flags` grants nothing that `limit` does not."""
+    if limit == -1:
+        return True
+    return flags != -1 and flags & ~limit == 0
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    # Strict: the gateway sends real JSON types; a string where a number belongs is a bug there.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Acting(_Body):
+    actor_id: Id
+    # Whose tokens: the actor's own when absent, else a user below the actor.
+    owner_id: Id | None = None
+    client_addr: Annotated[str, Field(max_length=64)] | None = None
+
+    @property
+    def owner(self) -> int:
+        return self.owner_id if self.owner_id is not None else self.actor_id
+
+
+class TokenSpec(_Acting):
+    # The flags of the session the actor acts in: the new flags may not exceed them.
+    actor_flags: Flags
+    app: Annotated[str, Field(min_length=1, max_length=255)]
+    activates_at: UnixTime | None = None  # None: now
+    lifetime_s: Lifetime = 0  # 0: no end
+    flags: Flags
+    items: Annotated[list[ItemId], Field(max_length=10_000)] = Field(default_factory=list)
+    params: Params = Field(default_factory=dict)
+
+
+class CreateRequest(TokenSpec):
+    pass
+
+
+class UpdateRequest(TokenSpec):
+    secret: Secret
+
+
+class DeleteRequest(_Acting):
+    secret: Secret | None = None
+    all: bool = False  # every token of the owner
+
+    @model_validator(mode="after")
+    def _one_target(self) -> DeleteRequest:
+        if (self.secret is None) == (not self.all):
+            raise ValueError("give either secret or all=true")
+        return self
+
+
+class ListRequest(_Acting):
+    pass
+
+
+class AuthenticateRequest(_Body):
+    secret: Secret
+    # The name of a user below the token's owner to act as (Wialon's operateAs).
+    operate_as: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+
+
+# --- the store -----------------------------------------------------------------------------------
+
+
+def _timestamp(unix: int | None) -> datetime | None:
+    return None if unix is None else datetime.fromtimestamp(unix, UTC)
+
+
+class WialonTokens:
+    def __init__(self, pool: asyncpg.Pool, pepper: str, sealer: Sealer) -> None:
+        self.pool = pool
+        self._pepper = pepper
+        self._sealer = sealer
+
+    def _to_wire(self, row: asyncpg.Record, secret: str | None = None) -> dict[str, Any]:
+        if secret is None:
+            secret = self._sealer.unseal(row["sealed_secret"], seal_context(row["secret_hash"]))
+        return {
+            "id": row["id"],
+            "owner_id": row["owner_id"],
+            "creator_id": row["creator_id"],
+            "secret": secret,
+            "app": row["name"],
+            "created_at": row["created_at"],
+            "activates_at": row["activates_at"],
+            "lifetime_s": row["lifetime_s"],
+            "expires_at": row["expires_at"],
+            "flags": row["flags"],
+            "items": list(row["items"] or []),
+            "params": row["params"],
+            "last_used_at": row["last_used_at"],
+        }
+
+    async def _authorize(self, conn: Connection, req: _Acting) -> int:
+        """The owner whose tokens the actor reaches with this request; refuse everything else."""
+        actor = await conn.fetchrow(Q["actor"], req.actor_id)
+        if actor is None or actor["status"] != "active":
+            raise Forbidden("unknown or disabled actor", reason="actor")
+        if actor["role"] == "guest":
+            raise Forbidden("guests manage no tokens", reason="role")
+        owner = req.owner
+        if owner != req.actor_id and not await conn.fetchval(Q["manages"], req.actor_id, owner):
+            # An unknown user and someone else's user look the same from here.
+            raise Forbidden("the user is not below the actor", reason="owner", owner_id=owner)
+        return owner
+
+    @staticmethod
+    def _check_flags(req: TokenSpec) -> None:
+        if not within(req.flags, req.actor_flags):
+            raise Forbidden("the token's flags exceed the actor's own", reason="flags")
+
+    async def _audit(
+        self,
+        conn: Connection,
+        event: str,
+        req: _Acting,
+        owner: int,
+        token_ids: list[int],
+        details: dict[str, Any],
+    ) -> None:
+        if token_ids:
+            await conn.execute(
+                Q["insert_audit"], event, req.actor_id, owner, token_ids, req.client_addr, details
+            )
+
+    async def create(self, req: CreateRequest) -> dict[str, Any]:
+        self._check_flags(req)
+        secret = new_secret()
+        secret_hash = lookup_hash(secret, self._pepper)
+        sealed = self._sealer.seal(secret, seal_context(secret_hash))
+        async with self.pool.acquire() as conn, conn.transaction():
+            owner = await self._authorize(conn, req)
+            row = await conn.fetchrow(
+                Q["insert_token"],
+                owner,
+                req.actor_id,
+                secret_hash,
+                sealed,
+                _timestamp(req.activates_at),
+                req.app,
+                req.lifetime_s,
+                req.flags,
+                req.items,
+                req.params,
+            )
+            assert row is not None
+            await self._audit(conn, "created", req, owner, [row["id"]], {"flags": req.flags})
+        return self._to_wire(row, secret)
+
+    async def update(self, req: UpdateRequest) -> dict[str, Any]:
+        """Replace everything but the secret, the owner and the creation time."""
+        self._check_flags(req)
+        secret_hash = lookup_hash(req.secret, self._pepper)
+        async with self.pool.acquire() as conn, conn.transaction():
+            owner = await self._authorize(conn, req)
+            token_id = await conn.fetchval(Q["lock_token"], secret_hash, owner)
+            if token_id is None:
+                raise NotFound("no such token")
+            row = await conn.fetchrow(
+                Q["update_token"],
+                token_id,
+                req.app,
+                _timestamp(req.activates_at),
+                req.lifetime_s,
+                req.flags,
+                req.items,
+                req.params,
+            )
+            assert row is not None
+            await self._audit(conn, "updated", req, owner, [token_id], {"flags": req.flags})
+        return self._to_wire(row, req.secret)
+
+    async def delete(self, req: DeleteRequest) -> list[dict[str, Any]]:
+        """The tokens deleted (none when `all` finds nothing; NotFound for an unknown secret)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            owner = await self._authorize(conn, req)
+            if req.secret is not None:
+                rows = await conn.fetch(Q["delete_token"], lookup_hash(req.secret, self._pepper), owner)
+                if not rows:
+                    raise NotFound("no such token")
+            else:
+                rows = await conn.fetch(Q["delete_all_tokens"], owner)
+            await self._audit(conn, "deleted", req, owner, [row["id"] for row in rows], {"all": req.all})
+        return [self._to_wire(row) for row in rows]
+
+    async def list_tokens(self, req: ListRequest) -> list[dict[str, Any]]:
+        async with self.pool.acquire() as conn:
+            owner = await self._authorize(conn, req)
+            rows = await conn.fetch(Q["list_tokens"], owner)
+        return [self._to_wire(row) for row in rows]
+
+    async def authenticate(self, req: AuthenticateRequest) -> tuple[User, dict[str, Any]]:
+        """Who logs in with this secret (the owner, or the sub-user it operates as), and the token.
+        Records the login (Wialon's `ll`). BadCredentials: no such token; Forbidden: disabled owner
+        or token, not active yet, or an operate_as that is not below the owner; Expired: ended."""
+        row = await self.pool.fetchrow(Q["token_for_login"], lookup_hash(req.secret, self._pepper))
+        if row is None:
+            raise BadCredentials("unknown token")
+        if row["status"] != "active" or row["user_status"] != "active":
+            raise Forbidden("the token or its owner is disabled", reason="disabled")
+        if row["not_yet_active"]:
+            raise Forbidden("the token is not active yet", reason="not_active")
+        if row["ended"]:
+            raise Expired("the token has expired")
+        user = User(
+            row["user_id"], row["username"], row["email"], row["role"], row["parent_id"], row["user_status"]
+        )
+        if req.operate_as is not None and req.operate_as != user.username:
+            user = await self._sub_user(user, req.operate_as)
+        last_used_at = await self.pool.fetchval(Q["record_login"], row["id"])
+        if last_used_at is None:
+            raise BadCredentials("unknown token")  # deleted between the two statements
+        token = self._to_wire(row, req.secret)
+        token["last_used_at"] = last_used_at
+        return user, token
+
+    async def _sub_user(self, owner: User, name: str) -> User:
+        row = await self.pool.fetchrow(Q["user_by_name"], name)
+        if row is None or not await self.pool.fetchval(Q["manages"], owner.id, row["id"]):
+            raise Forbidden("no such user below the token's owner", reason="operate_as")
+        user = User.from_row(row)
+        if user.status != "active":
+            raise Forbidden("the account is disabled", reason="disabled")
+        return user
