@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.backends import Backends
 from gateway.keys import backends_key, settings_key
 from gateway.routes import setup_routes
+from gateway.verification_cache import verification_cache
 from shared.settings import Settings
 from shared.web import base_app
 
@@ -32,6 +33,6 @@ async def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
     app = base_app("gateway", settings, readiness)
     app[settings_key] = settings
-    app.cleanup_ctx.append(backends)
+    app.cleanup_ctx.extend([backends, verification_cache])
     setup_routes(app)
     return app

@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-import orjson
 from redis.asyncio import Redis
 
 from issuer.redis_keys import PAIRS_REALM, QUOTA_GRACE_S, RedisKeys
 from issuer.throttle import FailureThrottle
+from shared import revocations
 from shared.errors import BadCredentials, NotFound, QuotaExceeded, TokenHubError
 from shared.internal import InternalClient
 from shared.secrets import lookup_hash
@@ -127,9 +127,15 @@ class Verified:
     user_id: int
     app_id: str
     expires_at: int
+    family: str  # revocations name families: a verification cache files the answer under it
 
     def to_wire(self) -> dict[str, Any]:
-        return {"user_id": self.user_id, "app_id": self.app_id, "access_expires_at": self.expires_at}
+        return {
+            "user_id": self.user_id,
+            "app_id": self.app_id,
+            "access_expires_at": self.expires_at,
+            "family": self.family,
+        }
 
 
 def _text(value: bytes | str) -> str:
@@ -195,7 +201,7 @@ class PairStore:
         return lookup_hash(f"{user_id}\x00{app_id}", self._pepper).hex()[:32]
 
     def _revocation_message(self, family: str) -> bytes:
-        return orjson.dumps({"family": family})
+        return revocations.family_message(family)
 
     async def take_quota(self, user_id: int, app_id: str, limit: int, now: int) -> tuple[bool, Quota, int]:
         """(taken, quota after this make, refusals today including this one)."""
@@ -266,7 +272,7 @@ class PairStore:
         )
         if not reply:
             return None
-        return Verified(int(reply[0]), _text(reply[1]), int(reply[2]))
+        return Verified(int(reply[0]), _text(reply[1]), int(reply[2]), family)
 
     async def revoke(self, access_token: str, now: int) -> tuple[int, str] | None:
         """Revoke the family of a valid access token; (user_id, app_id), or None if not valid."""

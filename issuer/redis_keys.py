@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared import revocations
+
 
 @dataclass(frozen=True)
 class RedisKeys:
@@ -66,8 +68,9 @@ class RedisKeys:
 
     @property
     def pair_revocations(self) -> str:
-        """Pub/sub channel: the id of every revoked family, for gateways that cache verifications."""
-        return f"{self.prefix}cp:revoked"
+        """Pub/sub channel on which a revoked family is announced ({"families": [id]}), for
+        gateways that cache verifications: the one revocation channel of shared/revocations.py."""
+        return revocations.channel(self.prefix)
 
 
 # A realm names a family of sessions (a dialect's logins); the issuer attaches no meaning to it.

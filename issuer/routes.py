@@ -156,7 +156,7 @@ async def refresh_pair(request: web.Request) -> web.Response:
 
 
 async def check_pair(request: web.Request) -> web.Response:
-    """{user_id, app_id, access_expires_at}; not_found unless the access token is valid now."""
+    """{user_id, app_id, access_expires_at, family}; not_found unless the access token is valid now."""
     body = await read_model(request, AccessTokenRef)
     verified = await request.app[pairs_key].check(body.access_token)
     return json_response(verified.to_wire())

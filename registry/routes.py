@@ -107,8 +107,8 @@ async def query_zabbix_tokens(request: web.Request) -> web.Response:
 
 async def authenticate_zabbix_token(request: web.Request) -> web.Response:
     body = await read_model(request, Secret)
-    user, token_id = await request.app[zabbix_tokens_key].authenticate(body.secret)
-    return json_response({"user": user.to_wire(), "token_id": token_id})
+    user, token_id, expires_at = await request.app[zabbix_tokens_key].authenticate(body.secret)
+    return json_response({"user": user.to_wire(), "token_id": token_id, "expires_at": expires_at})
 
 
 def setup_routes(app: web.Application) -> None:

@@ -322,12 +322,13 @@ class ZabbixTokens:
             rows = await conn.fetch(Q["select_tokens"] + where + tail, *where_args, *tail_args)
         return {"tokens": [dict(row) for row in rows]}
 
-    async def authenticate(self, secret: str) -> tuple[User, int]:
-        """The owner of a usable token, and the token's id; records the use."""
+    async def authenticate(self, secret: str) -> tuple[User, int, int | None]:
+        """The owner of a usable token, the token's id and its end (unix, None: never); records
+        the use."""
         secret_hash = lookup_hash(secret, self._pepper)
         row = await self.pool.fetchrow(Q["authenticate"], secret_hash)
         if row is not None:
-            return User.from_row(row), row["token_id"]
+            return User.from_row(row), row["token_id"], row["expires_at"]
         why = await self.pool.fetchrow(Q["why_not_authenticated"], secret_hash)
         if (
             why is not None

@@ -56,7 +56,8 @@ WHERE t.id = v.id;
 -- A usable token and its owner. The use is recorded (Zabbix's lastaccess, whole seconds) at most
 -- once a second per token, so a busy token does not turn every request into a row lock.
 WITH hit AS (
-    SELECT t.id AS token_id, t.last_used_at, u.id, u.username, u.email, u.role, u.parent_id, u.status
+    SELECT t.id AS token_id, t.last_used_at, floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
+           u.id, u.username, u.email, u.role, u.parent_id, u.status
     FROM tokens t JOIN users u ON u.id = t.owner_id
     WHERE t.secret_hash = $1 AND t.kind = 'zabbix' AND t.status = 'active'
       AND (t.expires_at IS NULL OR t.expires_at >= date_trunc('second', now()))
@@ -67,7 +68,7 @@ WITH hit AS (
     WHERE t.id = hit.token_id
       AND (hit.last_used_at IS NULL OR hit.last_used_at < date_trunc('second', now()))
 )
-SELECT token_id, id, username, email, role, parent_id, status FROM hit;
+SELECT token_id, expires_at, id, username, email, role, parent_id, status FROM hit;
 
 -- name: why_not_authenticated
 SELECT t.status, t.expires_at < date_trunc('second', now()) AS expired, u.status AS user_status

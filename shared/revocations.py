@@ -1,9 +1,10 @@
 """Token revocations announced to every service (DESIGN §1: sweeper ──► Redis pub/sub).
 
-Whoever ends a token (the sweeper on expiry or idle deletion, a dialect on delete) announces it
-twice: a message on the revocation channel, for services that cache verifications and must drop
-them at once, and a marker key per token that outlives any session or cache entry, for a service
-that was not listening when the message went out.
+Whoever ends a token announces it on one channel, whose messages name `token_ids` (long-lived
+tokens: the sweeper on expiry or idle deletion) or `families` (ChatApp access/refresh families: the
+issuer on a revocation). Services that cache verifications drop them on the message. Long-lived
+tokens also get a marker key that outlives any session or cache entry, for a service that was not
+listening when the message went out.
 """
 
 from __future__ import annotations
@@ -21,11 +22,38 @@ def channel(prefix: str) -> str:
     return f"{prefix}revocations"
 
 
+def family_message(family: str) -> bytes:
+    """A revoked access/refresh family: every token descended from one tokens.make."""
+    return orjson.dumps({"families": [family]})
+
+
+def parse(message: bytes | str) -> tuple[list[int], list[str]]:
+    """(token ids, families) named by a revocation message; nothing for a malformed one."""
+    try:
+        body = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return [], []
+    if not isinstance(body, dict):
+        return [], []
+    token_ids = [i for i in body.get("token_ids", []) if isinstance(i, int)]
+    families = [f for f in body.get("families", []) if isinstance(f, str)]
+    return token_ids, families
+
+
 def marker_key(prefix: str, token_id: int) -> str:
     return f"{prefix}revoked:{token_id}"
 
 
+async def publish(redis: Redis, prefix: str, token_ids: Iterable[int]) -> None:
+    """Tell caches to forget these tokens' verifications (a token changed, or got a new secret),
+    without marking them ended."""
+    ids = list(token_ids)
+    if ids:
+        await redis.publish(channel(prefix), orjson.dumps({"token_ids": ids}))
+
+
 async def announce(redis: Redis, prefix: str, token_ids: Iterable[int]) -> None:
+    """These tokens are gone for good: markers for latecomers, and the message for listeners."""
     ids = list(token_ids)
     if not ids:
         return

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     # Used once, when `tokenhub migrate` creates Admin; empty counts as unset (a password is generated).
     admin_password: str | None = Field(None, validation_alias=_env("TOKENHUB_ADMIN_PASSWORD"))
 
+    # Seconds a gateway may reuse a token verification (0: never); revocations drop entries at once.
+    verify_cache_ttl: float = Field(1.0, ge=0, le=1.0, validation_alias=_env("TOKENHUB_VERIFY_CACHE_TTL"))
     # Seconds a gateway waits for an internal call before answering "service unavailable".
     backend_timeout: float = Field(5.0, gt=0, validation_alias=_env("TOKENHUB_BACKEND_TIMEOUT"))
     # Seconds a store may take to answer a readiness probe or to hand out a connection.
@@ -143,7 +145,7 @@ def env_name(field: str) -> str:
 # All three secrets are common: production refuses a development default in any of them, everywhere.
 COMMON_FIELDS = ("env", "host", "log_level", "internal_key", "seal_key", "pepper")
 SERVICE_FIELDS: dict[Service, tuple[str, ...]] = {
-    "gateway": (*COMMON_FIELDS, "gateway_port", "issuer_url", "registry_url"),
+    "gateway": (*COMMON_FIELDS, "gateway_port", "issuer_url", "registry_url", "redis_url", "redis_prefix"),
     "issuer": (*COMMON_FIELDS, "issuer_port", "redis_url", "redis_prefix", "registry_url"),
     "registry": (*COMMON_FIELDS, "registry_port", "database_url"),
     "sweeper": (*COMMON_FIELDS, "sweeper_port", "database_url", "redis_url", "redis_prefix"),

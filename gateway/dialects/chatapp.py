@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.keys import backends_key
+from gateway.keys import backends_key, verification_cache_key
+from gateway.verification_cache import cache_key, family_tag
 from shared.errors import (
     BadCredentials,
     Forbidden,
@@ -285,14 +287,21 @@ async def tokens_refresh(request: web.Request) -> web.StreamResponse:
 
 
 async def _verify(request: web.Request) -> dict[str, Any]:
-    """The issuer's verdict on the request's `Authorization` access token, or ApiInvalidTokenError."""
+    """The issuer's verdict on the request's `Authorization` access token, or ApiInvalidTokenError.
+    A verdict the gateway got within the last second is reused (gateway/verification_cache.py)."""
     token = plausible(token_from_header(request.headers.get("Authorization")), "at")
+    cache = request.app[verification_cache_key]
+    key = cache_key(token)
+    cached: dict[str, Any] | None = cache.get(key)
+    if cached is not None and cached["access_expires_at"] > time.time():
+        return cached
     try:
         verified: dict[str, Any] = await request.app[backends_key].issuer.call(
             "POST", "/v1/pairs/check", {"access_token": token}
         )
     except NotFound as exc:
         raise invalid_token() from exc
+    cache.put(key, family_tag(verified["family"]), verified, verified["access_expires_at"] - time.time())
     return verified
 
 

@@ -25,7 +25,7 @@ import redis.asyncio
 from issuer.pairs import next_utc_midnight, utc_day
 from shared.internal import KEY_REFUSED
 from tests.conftest import run_cli
-from tests.e2e.harness import Cluster, free_port, http_status, running_cluster
+from tests.e2e.harness import Cluster, ServiceProcess, free_port, http_status, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -628,7 +628,7 @@ async def test_delete_revokes_the_callers_family_and_no_other(
     client = redis.asyncio.Redis.from_url(env["REDIS_URL"])
     try:
         async with client.pubsub() as pubsub:
-            await pubsub.subscribe(env["TOKENHUB_REDIS_PREFIX"] + "cp:revoked")
+            await pubsub.subscribe(env["TOKENHUB_REDIS_PREFIX"] + "revocations")
             await pubsub.get_message(timeout=5)  # the subscription's confirmation
             reply = await call(
                 http, "DELETE", base + "/v1/tokens", headers={"Authorization": first["accessToken"]}
@@ -639,7 +639,7 @@ async def test_delete_revokes_the_callers_family_and_no_other(
     finally:
         await client.aclose()
     assert message is not None
-    assert orjson.loads(message["data"]) == {"family": first["accessToken"][6:38]}
+    assert orjson.loads(message["data"]) == {"families": [first["accessToken"][6:38]]}
 
     for token in (first["accessToken"], rotated["accessToken"]):
         assert (await check(http, base, token)).body == failed(INVALID_TOKEN)
@@ -709,6 +709,9 @@ async def test_a_stopped_registry_stops_make_only_and_a_stopped_issuer_everythin
     assert is_pair((await refresh(http, base, pair["refreshToken"])).data, who)
 
     own_cluster["issuer"].stop(signal.SIGKILL)
+    # The gateway may answer a check it verified within the last second (TOKENHUB_VERIFY_CACHE_TTL);
+    # past that, everything needs the issuer.
+    await asyncio.sleep(1.1)
     access = {"Authorization": pair["accessToken"]}
     replies = [
         await make(http, base, who, app),
@@ -787,3 +790,38 @@ async def test_redis_down_gives_service_unavailable_fast_then_recovers(
             finally:
                 restarted.terminate()
                 restarted.wait(timeout=10)
+
+
+async def test_a_revocation_reaches_every_gateway_within_a_second(
+    own_cluster: Cluster,
+    http: aiohttp.ClientSession,
+    environment: dict[str, str],
+    account: Account,
+    tmp_path: Path,
+) -> None:
+    """Gateway A caches its verifications; the family is revoked through gateway B; A must stop
+    honouring the token within 1 s (DESIGN §2.4), in practice as soon as the pub/sub message lands."""
+    app = add_app(environment)
+    port = free_port()
+    second = ServiceProcess(
+        "gateway", port, dict(own_cluster["gateway"].env, GATEWAY_PORT=str(port)), tmp_path / "b.log"
+    )
+    second.start()
+    try:
+        second.wait_ready()
+        a, b = own_cluster.gateway_url, second.url
+        pair = (await make(http, a, account, app)).data
+        bearer = {"Authorization": pair["accessToken"]}
+        for _ in range(3):  # the first fills A's cache, the others are answered from it
+            assert (await call(http, "GET", a + "/v1/tokens/check", headers=bearer)).status == 200
+        async with http.get(a + "/metrics") as r:
+            assert 'tokenhub_gateway_verify_cache_total{outcome="hit"}' in await r.text()
+
+        assert (await call(http, "DELETE", b + "/v1/tokens", headers=bearer)).status == 200
+        revoked_at = time.monotonic()
+        while (status := (await call(http, "GET", a + "/v1/tokens/check", headers=bearer)).status) == 200:
+            assert time.monotonic() - revoked_at < 1.0, "gateway A still honours a revoked token after 1 s"
+            await asyncio.sleep(0.01)
+        assert status == 401
+    finally:
+        second.stop()

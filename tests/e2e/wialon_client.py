@@ -72,7 +72,12 @@ class Wialon:
     gateway_url: str
     address: str  # the loopback address it calls from
 
-    async def send(self, method: str = "POST", query: dict[str, str] | None = None, **request: Any) -> Any:
+    async def send(
+        self,
+        method: str = "POST",
+        query: dict[str, str] | list[tuple[str, str]] | None = None,
+        **request: Any,
+    ) -> Any:
         async with self.http.request(method, self.gateway_url + PATH, params=query, **request) as r:
             raw = await r.read()
             return check_reply(r.status, r.headers.get("Content-Type"), raw)

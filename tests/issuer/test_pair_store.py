@@ -92,7 +92,7 @@ async def test_refresh_rotates_and_a_replay_revokes_the_family(
             if message is not None:
                 break
     assert message is not None
-    assert orjson.loads(message["data"]) == {"family": family}
+    assert orjson.loads(message["data"]) == {"families": [family]}
 
     for token in (first.access_token, second.access_token):
         assert await store.check(token, now + 200) is None

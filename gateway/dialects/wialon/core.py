@@ -102,6 +102,7 @@ async def core_login(ctx: Context, params: Any) -> dict[str, Any]:
 @service("core/logout")
 async def core_logout(ctx: Context, params: Any) -> dict[str, Any]:
     session = await ctx.session()
+    p.as_object(params)
     await ctx.issuer("/v1/sessions/end", {"realm": SESSION_REALM, "session_id": session.id})
     return {"error": OK}
 

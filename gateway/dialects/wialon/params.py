@@ -57,6 +57,9 @@ def decode(raw: str | None) -> Any:
 
 
 def as_object(params: Any) -> dict[str, Any]:
+    # python-wialon sends `[]` for a call without arguments (its README's `core_logout()`).
+    if params == []:
+        return {}
     if not isinstance(params, dict):
         raise invalid('"params" must be an object')
     return params

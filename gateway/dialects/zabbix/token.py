@@ -34,6 +34,7 @@ from gateway.dialects.zabbix.validator import (
     php_string,
     validate,
 )
+from gateway.keys import verification_cache_key
 from shared.errors import Conflict, Forbidden, NotFound
 
 FIELDS = (
@@ -212,6 +213,8 @@ async def token_update(ctx: Context, params: Any) -> dict[str, list[str]]:
         raise _name_taken(exc) from exc
     except Forbidden as exc:
         raise _no_call_permission(ctx) from exc
+    # A disabled or shortened token must stop working on every gateway, not only after caches age.
+    await ctx.request.app[verification_cache_key].invalidate(reply["ids"])
     return {"tokenids": [str(i) for i in reply["ids"]]}
 
 
@@ -224,6 +227,8 @@ async def _by_ids(ctx: Context, path: str, params: Any) -> dict[str, Any]:
         raise no_permissions() from exc
     except Forbidden as exc:
         raise _no_call_permission(ctx) from exc
+    # A deleted token, or one whose old secret was replaced, must stop working on every gateway.
+    await ctx.request.app[verification_cache_key].invalidate(ids)
     return reply
 
 

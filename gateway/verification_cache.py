@@ -1,0 +1,166 @@
+"""A short-lived cache of successful token verifications, emptied by revocations.
+
+The gateway may answer a verification from here instead of asking the issuer, under two rules
+that keep a revoked token from being honoured for more than a second:
+- an entry lives at most TOKENHUB_VERIFY_CACHE_TTL (1 s by default) and never past the token's end;
+- entries are served only while the gateway is subscribed to the revocation channel; a message
+  drops the entries it names at once, and losing the subscription empties the cache.
+
+Keys are SHA-256 digests of the tokens, so no token sits in memory longer than its request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+from aiohttp import web
+from prometheus_client import Counter
+
+from gateway.keys import settings_key, verification_cache_key
+from shared import revocations
+
+log = logging.getLogger(__name__)
+
+LOOKUPS = Counter(
+    "tokenhub_gateway_verify_cache_total", "Verification cache lookups, by outcome.", ["outcome"]
+)
+
+
+def cache_key(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class VerificationCache:
+    def __init__(
+        self,
+        ttl: float,
+        max_entries: int = 100_000,
+        client: redis.asyncio.Redis | None = None,
+        prefix: str = "",
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._client = client  # to tell the other gateways; None when the cache is off
+        self._prefix = prefix
+        # key -> (monotonic expiry, tag, value); insertion-ordered, so the oldest go first.
+        self._entries: dict[bytes, tuple[float, str, Any]] = {}
+        self._by_tag: dict[str, set[bytes]] = {}
+        self.live = False  # True only while the revocation subscription is up
+
+    def get(self, key: bytes) -> Any | None:
+        if not self.live:
+            return None
+        entry = self._entries.get(key)
+        if entry is None or entry[0] <= time.monotonic():
+            LOOKUPS.labels("miss").inc()
+            return None
+        LOOKUPS.labels("hit").inc()
+        return entry[2]
+
+    def put(self, key: bytes, tag: str, value: Any, seconds_left: float) -> None:
+        """Remember a verification for at most the TTL and never beyond the token's own end."""
+        lifetime = min(self.ttl, seconds_left)
+        if not self.live or lifetime <= 0:
+            return
+        while len(self._entries) >= self.max_entries:
+            oldest = next(iter(self._entries))
+            self._forget(oldest)
+        self._entries[key] = (time.monotonic() + lifetime, tag, value)
+        self._by_tag.setdefault(tag, set()).add(key)
+
+    def drop(self, tag: str) -> None:
+        for key in self._by_tag.pop(tag, set()):
+            self._entries.pop(key, None)
+
+    async def invalidate(self, token_ids: list[int]) -> None:
+        """A token changed through this gateway: forget it here at once, and tell the others. If
+        the message cannot go out, their entries still end within the TTL."""
+        for token_id in token_ids:
+            self.drop(token_tag(token_id))
+        if self._client is None:
+            return
+        try:
+            # Bounded: the subscription's connection settings have no read timeout.
+            await asyncio.wait_for(revocations.publish(self._client, self._prefix, token_ids), timeout=1.0)
+        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not announce %d changed tokens: %s", len(token_ids), type(exc).__name__)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._by_tag.clear()
+
+    def _forget(self, key: bytes) -> None:
+        _, tag, _ = self._entries.pop(key)
+        keys = self._by_tag.get(tag)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_tag[tag]
+
+
+def family_tag(family: str) -> str:
+    return f"family:{family}"
+
+
+def token_tag(token_id: int) -> str:
+    return f"token:{token_id}"
+
+
+async def follow_revocations(client: redis.asyncio.Redis, channel: str, cache: VerificationCache) -> None:
+    """Keep the cache subscribed; while the subscription is down the cache serves nothing."""
+    while True:
+        try:
+            async with client.pubsub() as pubsub:
+                await pubsub.subscribe(channel)
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        cache.clear()  # anything cached before this moment may have missed a message
+                        cache.live = True
+                        continue
+                    token_ids, families = revocations.parse(message["data"])
+                    for token_id in token_ids:
+                        cache.drop(token_tag(token_id))
+                    for family in families:
+                        cache.drop(family_tag(family))
+        except asyncio.CancelledError:
+            raise
+        except (redis.exceptions.RedisError, OSError) as exc:
+            log.warning("revocation subscription lost (%s); verification cache off", type(exc).__name__)
+        finally:
+            cache.live = False
+            cache.clear()
+        await asyncio.sleep(1.0)
+
+
+async def verification_cache(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the cache and the task that keeps it subscribed (none if TTL is 0)."""
+    settings = app[settings_key]
+    if settings.verify_cache_ttl <= 0:
+        app[verification_cache_key] = VerificationCache(0)
+        yield
+        return
+    client = redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=settings.store_timeout,
+        health_check_interval=1,  # a dead connection is noticed within about a second
+    )
+    cache = app[verification_cache_key] = VerificationCache(
+        settings.verify_cache_ttl, client=client, prefix=settings.redis_prefix
+    )
+    task = asyncio.create_task(follow_revocations(client, revocations.channel(settings.redis_prefix), cache))
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await client.aclose()
