@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit clean
+.PHONY: install run test lint typecheck bench bench-quick clean
 
 # The virtualenv is rebuilt whenever the dependency list changes.
 $(STAMP): pyproject.toml
@@ -29,6 +29,14 @@ typecheck: $(STAMP)
 
 test: lint typecheck
 	$(BIN)/pytest
+
+# Speed on this machine: 1,000,000 tokens, every hot path, the sweeper; writes bench/results.json.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+# The same in about a minute (100,000 tokens, short runs), for everyday use.
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

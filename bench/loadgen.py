@@ -1,5 +1,9 @@
-"""A small asyncio load generator: N workers send requests for a fixed time (or count) and record
-each latency. Loopback only; bounded in time and count."""
+"""The one load generator of `make bench`: N asyncio workers on one aiohttp session, each with
+state of its own (e.g. the refresh token it rotates), for a bounded time and count. Loopback only.
+
+The same generator measures the bare hello-world, so its own cost is in every figure alike and
+the ratio to hello-world is what compares.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,12 @@ from dataclasses import dataclass
 
 import aiohttp
 
-# One request: send it with the session, return whether the answer was the expected one.
-Request = Callable[[aiohttp.ClientSession, int], Awaitable[bool]]
+# One request of one worker: send it, say whether the answer was the expected one.
+Step = Callable[[aiohttp.ClientSession], Awaitable[bool]]
+# Builds worker number i's step, with whatever state that worker keeps.
+Prepare = Callable[[aiohttp.ClientSession, int], Awaitable[Step]]
+
+WARMUP_PER_WORKER = 10
 
 
 @dataclass(frozen=True)
@@ -27,53 +35,39 @@ class Result:
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
-    def row(self) -> str:
-        return f"| {self.name} | {self.rps:,.0f} | {self.p50_ms:.2f} | {self.p99_ms:.2f} | {self.errors} |"
-
-
-HEADER = "| scenario | requests/s | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|"
-
 
 def percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
         return 0.0
-    index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
-    return sorted_values[index]
+    return sorted_values[min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))]
 
 
 async def measure(
-    name: str,
-    request: Request,
-    *,
-    concurrency: int = 16,
-    duration: float = 10.0,
-    max_requests: int = 500_000,
-    warmup: float = 1.0,
+    name: str, prepare: Prepare, *, concurrency: int, duration: float, max_requests: int
 ) -> Result:
     latencies: list[float] = []
     errors = 0
-    counter = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        warm_until = time.perf_counter() + warmup
-        while time.perf_counter() < warm_until:  # connections open, caches warm
-            await asyncio.gather(*(request(session, i) for i in range(concurrency)))
+        steps = [await prepare(session, i) for i in range(concurrency)]
+        for step in steps:  # connections open, caches and plans warm, before the clock starts
+            for _ in range(WARMUP_PER_WORKER):
+                await step(session)
         stop_at = time.perf_counter() + duration
 
-        async def worker() -> None:
-            nonlocal errors, counter
-            while time.perf_counter() < stop_at and counter < max_requests:
-                counter += 1
+        async def worker(step: Step) -> None:
+            nonlocal errors
+            while time.perf_counter() < stop_at and len(latencies) < max_requests:
                 started = time.perf_counter()
                 try:
-                    ok = await request(session, counter)
-                except (TimeoutError, aiohttp.ClientError):
+                    ok = await step(session)
+                except (aiohttp.ClientError, TimeoutError):
                     ok = False
                 latencies.append(time.perf_counter() - started)
                 errors += not ok
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(step) for step in steps))
         elapsed = time.perf_counter() - started
     latencies.sort()
     return Result(
@@ -81,13 +75,15 @@ async def measure(
         len(latencies),
         errors,
         elapsed,
-        percentile(latencies, 0.50) * 1000,
-        percentile(latencies, 0.99) * 1000,
+        percentile(latencies, 0.5) * 1e3,
+        percentile(latencies, 0.99) * 1e3,
     )
 
 
-def summary(results: list[Result]) -> str:
-    return "\n".join([HEADER, *(r.row() for r in results)])
+def stateless(step: Step) -> Prepare:
+    """A Prepare for a step that keeps no state of its own."""
 
+    async def prepare(session: aiohttp.ClientSession, i: int) -> Step:
+        return step
 
-__all__ = ["HEADER", "Result", "measure", "summary"]
+    return prepare

@@ -163,10 +163,13 @@ class Sessions:
 
         `revoked`: the tokens are gone for good; announce it (shared/revocations), which also stops
         any session that a login racing this call still manages to open. Otherwise the tokens live
-        on under a new definition, so a revocation announced earlier (an expiry the token has since
-        been updated out of) no longer holds."""
+        on under a new definition: that is published, and a revocation announced earlier (an expiry
+        the token has since been updated out of) no longer holds."""
         if revoked:
             await revocations.announce(self._redis, self._keys.prefix, token_ids)
+        else:
+            # Caches of verifications forget the old definition too.
+            await revocations.publish(self._redis, self._keys.prefix, token_ids)
         async with self._redis.pipeline(transaction=False) as pipe:
             if not revoked:
                 for token_id in token_ids:

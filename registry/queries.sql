@@ -35,8 +35,15 @@ VALUES ($1, $2, $3, $4, $5, $6, $7);
 SELECT app_id, name, daily_quota, access_ttl, refresh_ttl FROM apps WHERE app_id = $1;
 
 -- name: user_by_api_key
--- Also records the key's use; one round trip.
-UPDATE api_keys k SET last_used_at = now()
-FROM users u
-WHERE k.key_hash = $1 AND u.id = k.user_id
-RETURNING u.id, u.username, u.email, u.role, u.parent_id, u.status;
+-- The key's owner; the key's use is recorded at most once a minute, so a busy operator's calls do
+-- not each write (and lock) the key's row.
+WITH hit AS (
+    SELECT k.id AS key_id, k.last_used_at, u.id, u.username, u.email, u.role, u.parent_id, u.status
+    FROM api_keys k JOIN users u ON u.id = k.user_id
+    WHERE k.key_hash = $1
+), touched AS (
+    UPDATE api_keys k SET last_used_at = now()
+    FROM hit
+    WHERE k.id = hit.key_id AND (hit.last_used_at IS NULL OR hit.last_used_at < now() - interval '1 minute')
+)
+SELECT id, username, email, role, parent_id, status FROM hit;

@@ -150,11 +150,11 @@ class _Query:
         return f"${len(self.args)}"
 
 
-def build_query(req: QueryRequest, super_admin: bool, pepper: str) -> tuple[str, list[Any], str, list[Any]]:
-    """The conditions of a token query and their parameters; then ORDER BY/LIMIT and theirs."""
+def build_query(req: QueryRequest, pepper: str) -> tuple[str, str, list[Any]]:
+    """The conditions of a token query, its ORDER BY/LIMIT, and the parameters of both ($1 is
+    the actor, whose role the SQL itself turns into the scope)."""
     q = _Query()
-    if not super_admin:
-        q.conditions.append(f"t.owner_id = {q.param(req.actor_id)}")
+    q.param(req.actor_id)
     if req.ids is not None:
         q.conditions.append(f"t.id = ANY({q.param(req.ids)}::bigint[])")
     if req.owner_ids is not None:
@@ -184,13 +184,37 @@ def build_query(req: QueryRequest, super_admin: bool, pepper: str) -> tuple[str,
     if matches:
         q.conditions.append("(" + (" OR " if req.search_any else " AND ").join(matches) + ")")
 
-    where = "".join(f"\n  AND {c}" for c in q.conditions)
-    where_args = list(q.args)
+    where = "".join(f"\n      AND {c}" for c in q.conditions)
     order = ", ".join(f"{_SORT_EXPRESSION[f]} {d.upper()}" for f, d in req.sort)
-    tail = f"\nORDER BY {order + ', ' if order else ''}t.id"
-    if req.limit is not None:
-        tail += f"\nLIMIT {q.param(req.limit)}"
-    return where, where_args, tail, q.args[len(where_args) :]
+    tail = f"ORDER BY {order + ', ' if order else ''}t.id"
+    if req.limit is not None and not req.count:
+        tail += f" LIMIT {q.param(req.limit)}"
+    return where, tail, q.args
+
+
+_TOKEN_FIELDS = (
+    "id",
+    "owner_id",
+    "creator_id",
+    "name",
+    "description",
+    "status",
+    "created_at",
+    "expires_at",
+    "last_used_at",
+)
+
+
+def _check_actor(row: asyncpg.Record | dict[str, Any] | None) -> None:
+    """Refuse unknown, disabled and guest actors (guests manage no tokens)."""
+    if row is None or row["actor_status"] != "active":
+        raise BadCredentials("unknown or disabled actor")
+    if row["actor_role"] == "guest":
+        raise Forbidden("guests manage no tokens", reason="role")
+
+
+def _token(row: asyncpg.Record) -> dict[str, Any]:
+    return {name: row[name] for name in _TOKEN_FIELDS}
 
 
 class ZabbixTokens:
@@ -198,14 +222,11 @@ class ZabbixTokens:
         self.pool = pool
         self._pepper = pepper
 
-    async def _actor(self, conn: Connection | asyncpg.Pool, actor_id: int) -> bool:
+    async def _actor(self, conn: Connection, actor_id: int) -> bool:
         """Whether the actor is a super admin; refuse guests, disabled and unknown actors."""
         row = await conn.fetchrow(Q["actor"], actor_id)
-        if row is None or row["status"] != "active":
-            raise BadCredentials("unknown or disabled actor")
-        if row["role"] == "guest":
-            raise Forbidden("guests manage no tokens", reason="role")
-        return bool(row["role"] == "super_admin")
+        _check_actor(None if row is None else {"actor_role": row["role"], "actor_status": row["status"]})
+        return bool(row is not None and row["role"] == "super_admin")
 
     async def _audit(
         self, conn: Connection, event: str, actor_id: int, addr: str | None, ids: list[int]
@@ -314,13 +335,17 @@ class ZabbixTokens:
         return [{"id": token_id, "secret": secret} for token_id, secret in zip(req.ids, secrets, strict=True)]
 
     async def query(self, req: QueryRequest) -> dict[str, Any]:
-        async with self.pool.acquire() as conn:
-            super_admin = await self._actor(conn, req.actor_id)
-            where, where_args, tail, tail_args = build_query(req, super_admin, self._pepper)
-            if req.count:
-                return {"count": await conn.fetchval(Q["count_tokens"] + where, *where_args)}
-            rows = await conn.fetch(Q["select_tokens"] + where + tail, *where_args, *tail_args)
-        return {"tokens": [dict(row) for row in rows]}
+        where, order, args = build_query(req, self._pepper)
+        if req.count:
+            rows = await self.pool.fetch(Q["count_tokens"].replace("/*where*/", where), *args)
+        else:
+            rows = await self.pool.fetch(
+                Q["select_tokens"].replace("/*where*/", where).replace("/*order*/", order), *args
+            )
+        _check_actor(rows[0] if rows else None)
+        if req.count:
+            return {"count": rows[0]["count"]}
+        return {"tokens": [_token(row) for row in rows if row["id"] is not None]}
 
     async def authenticate(self, secret: str) -> tuple[User, int, int | None]:
         """The owner of a usable token, the token's id and its end (unix, None: never); records

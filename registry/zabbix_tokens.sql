@@ -80,14 +80,27 @@ INSERT INTO audit_log (event, actor_id, kind, client_addr, details)
 VALUES ($1, $2, 'zabbix', $3, $4);
 
 -- name: select_tokens
--- The start of every token query; registry/zabbix_tokens.py appends its parameterised conditions
--- (from a fixed set of column expressions, never from request text), ORDER BY and LIMIT.
-SELECT t.id, t.owner_id, t.creator_id, t.name, t.description, t.status,
-       floor(extract(epoch FROM t.created_at))::bigint AS created_at,
-       floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
-       floor(extract(epoch FROM t.last_used_at))::bigint AS last_used_at
-FROM tokens t
-WHERE t.kind = 'zabbix'
+-- The actor ($1), whose role decides the scope, and the tokens it may see: one round trip.
+-- registry/zabbix_tokens.py puts its parameterised conditions (built from a fixed set of column
+-- expressions, never from request text) at the "where" marker and ORDER BY / LIMIT at the "order"
+-- marker. With one actor row, the lateral subquery's rows come out in the subquery's order.
+SELECT a.role AS actor_role, a.status AS actor_status, t.*
+FROM users a
+LEFT JOIN LATERAL (
+    SELECT t.id, t.owner_id, t.creator_id, t.name, t.description, t.status,
+           floor(extract(epoch FROM t.created_at))::bigint AS created_at,
+           floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
+           floor(extract(epoch FROM t.last_used_at))::bigint AS last_used_at
+    FROM tokens t
+    WHERE t.kind = 'zabbix' AND (a.role = 'super_admin' OR t.owner_id = a.id) /*where*/
+    /*order*/
+) t ON true
+WHERE a.id = $1
 
 -- name: count_tokens
-SELECT count(*) FROM tokens t WHERE t.kind = 'zabbix'
+-- As select_tokens, counting: the actor ($1) and how many of the tokens it may see match.
+SELECT a.role AS actor_role, a.status AS actor_status,
+       (SELECT count(*) FROM tokens t
+        WHERE t.kind = 'zabbix' AND (a.role = 'super_admin' OR t.owner_id = a.id) /*where*/) AS count
+FROM users a
+WHERE a.id = $1

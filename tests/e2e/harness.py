@@ -115,11 +115,14 @@ def cluster_environment(base_env: dict[str, str], ports: dict[Service, int]) -> 
 
 
 @contextlib.contextmanager
-def running_cluster(base_env: dict[str, str], log_dir: Path) -> Iterator[Cluster]:
+def running_cluster(
+    base_env: dict[str, str], log_dir: Path, services: tuple[Service, ...] = SERVICES
+) -> Iterator[Cluster]:
+    """The services (all four by default) on free ports, stopped by PID on the way out."""
     ports = {name: free_port() for name in SERVICES}
     env = cluster_environment(base_env, ports)
     cluster = Cluster(
-        {name: ServiceProcess(name, ports[name], env, log_dir / f"{name}.log") for name in SERVICES}
+        {name: ServiceProcess(name, ports[name], env, log_dir / f"{name}.log") for name in services}
     )
     try:
         for service in cluster.services.values():

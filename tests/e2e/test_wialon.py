@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import secrets
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -21,9 +22,11 @@ import pytest
 from redis.asyncio import Redis
 
 from registry.wialon_tokens import seal_context
+from shared import revocations
 from shared.internal import INTERNAL_KEY_HEADER
 from shared.secrets import Sealer, lookup_hash
 from shared.settings import DEV_INTERNAL_KEY, DEV_PEPPER, DEV_SEAL_KEY
+from tests.conftest import run_cli
 from tests.e2e.harness import Cluster
 from tests.e2e.wialon_client import (
     SESSION_ID,
@@ -208,6 +211,30 @@ async def test_a_token_session_acts_as_the_owner_with_the_token_s_rights(
     assert {t["h"] for t in await wialon.tokens(token_sid)} == {t["h"] for t in await wialon.tokens(sid)}
 
 
+async def test_a_session_that_updates_its_own_token_gets_the_reply_then_ends(
+    wialon: Wialon, owner: WialonUser
+) -> None:
+    sid = await wialon.login(owner)
+    token = await wialon.create(sid)
+    own = (await wialon.token_login(token["h"]))["eid"]
+    updated = await wialon.ok(
+        "token/update", {**CREATE, "callMode": "update", "h": token["h"], "app": "self"}, own
+    )
+    assert (updated["h"], updated["app"]) == (token["h"], "self")
+    assert await wialon.error("token/list", {}, own) == 1
+
+
+async def test_a_guest_may_log_in_but_manages_no_tokens(wialon: Wialon, environment: dict[str, str]) -> None:
+    name, password = f"guest-{secrets.token_hex(4)}", secrets.token_urlsafe(12)
+    added = run_cli(
+        ["users", "add", name, "--role", "guest", "--password-stdin"], environment, stdin=password
+    )
+    assert added.returncode == 0, added.stderr
+    sid = await wialon.login(WialonUser(int(added.stdout), name, password))
+    assert await wialon.error("token/list", {}, sid) == 7
+    assert await wialon.error("token/update", CREATE, sid) == 7
+
+
 async def test_a_token_without_unlimited_flags_cannot_manage_tokens(
     wialon: Wialon, owner: WialonUser
 ) -> None:
@@ -320,8 +347,8 @@ async def test_updating_a_token_ends_its_sessions_and_the_next_login_gets_the_ne
 async def test_a_token_s_sessions_end_when_the_token_ends(wialon: Wialon, owner: WialonUser) -> None:
     sid = await wialon.login(owner)
     now = int(time.time())
-    token = await wialon.create(sid, at=now - 60, dur=68)  # ends 8 s from now
-    assert token["at"] + token["dur"] == now + 8
+    token = await wialon.create(sid, at=now - 60, dur=72)  # ends 12 s from now
+    assert token["at"] + token["dur"] == now + 12
     session = (await wialon.token_login(token["h"]))["eid"]
     assert isinstance(await wialon.tokens(session), list)
     await asyncio.sleep(token["at"] + token["dur"] + 1 - time.time())  # past the end
@@ -329,6 +356,28 @@ async def test_a_token_s_sessions_end_when_the_token_ends(wialon: Wialon, owner:
     body = await wialon.call("token/login", {"token": token["h"]})
     assert body["error"] == 7
     assert "expired" in body["reason"]
+
+
+async def test_a_revocation_announced_elsewhere_ends_the_token_s_sessions_until_it_is_updated(
+    wialon: Wialon, owner: WialonUser, database_url: str, redis_server: str, environment: dict[str, str]
+) -> None:
+    """The sweeper announces expired and idle-deleted tokens (shared/revocations); the issuer refuses
+    their sessions. An update revives the token: the old announcement no longer holds."""
+    sid = await wialon.login(owner)
+    token = await wialon.create(sid)
+    rows = await fetch(
+        database_url, "SELECT id FROM tokens WHERE secret_hash = $1", lookup_hash(token["h"], DEV_PEPPER)
+    )
+    session = (await wialon.token_login(token["h"]))["eid"]
+    redis = Redis.from_url(redis_server)
+    try:
+        await revocations.announce(redis, environment["TOKENHUB_REDIS_PREFIX"], [rows[0]["id"]])
+        assert await wialon.error("token/list", {}, session) == 1
+        await wialon.ok("token/update", {**CREATE, "callMode": "update", "h": token["h"]}, sid)
+        revived = (await wialon.token_login(token["h"]))["eid"]
+        assert isinstance(await wialon.tokens(revived), list)
+    finally:
+        await redis.aclose()
 
 
 async def test_a_token_cannot_log_in_before_its_activation_time(wialon: Wialon, owner: WialonUser) -> None:

@@ -66,10 +66,11 @@ async def token_login(ctx: Context, params: Any) -> dict[str, Any]:
     args = p.as_object(params)
     secret = p.token(args, "token")
     operate_as = p.optional_text(args, "operateAs", 4 * p.MAX_USER_NAME)
-    p.uint(args, "fl", required=False)
+    if args.get("fl") is not None and not p.is_integer(args["fl"]):
+        raise invalid('"fl" must be a number')
     p.optional_text(args, "appName", 4 * p.MAX_APP_NAME)
-    subjects = {"realm": SESSION_REALM, "subjects": {"address": ctx.client_addr}}
-    await ctx.issuer("/v1/attempts/check", subjects)
+    attempt = {"realm": SESSION_REALM, "subjects": {"address": ctx.client_addr}}
+    await ctx.issuer("/v1/attempts/check", attempt)
     try:
         if not p.is_hex(secret):
             raise BadCredentials("not a token")
@@ -77,7 +78,7 @@ async def token_login(ctx: Context, params: Any) -> dict[str, Any]:
             "/v1/wialon-tokens/authenticate", {"secret": secret, "operate_as": operate_as}
         )
     except BadCredentials as exc:
-        await ctx.issuer("/v1/attempts/failed", subjects)
+        await ctx.issuer("/v1/attempts/failed", attempt)
         raise denied("invalid token") from exc
     except Forbidden as exc:
         raise denied(_LOGIN_REFUSALS.get(str(exc.details.get("reason")))) from exc

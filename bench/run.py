@@ -1,0 +1,403 @@
+"""`make bench` (and `make bench-quick`): TokenHub's speed on this machine, in one run.
+
+    .venv/bin/python -m bench.run [--quick] [--concurrency 32] [--duration 10]
+
+Makes its own database (dropped afterwards) with 1,000,000 tokens of mixed kinds (600,000 Zabbix
+API tokens and 400,000 hotspot vouchers, all idle for 101 days, plus 10,000 live tokens), starts
+the registry, issuer and gateway and a bare aiohttp hello-world on free loopback ports, and
+measures with one asyncio load generator (bench/loadgen.py):
+
+    hello                 the hello-world: the ceiling for this stack on this machine
+    tokens_check          GET /v1/tokens/check with a valid access token
+    zabbix_get_by_id      token.get by tokenids, authenticated with an API token
+    zabbix_search_name    token.get with a search on name (limit 100)
+    hotspot_gettokens     gettokens with two filters and limit 100
+    tokens_refresh        tokens.refresh, each worker rotating its own pair
+    sweeper_delete        `python -m sweeper --once` deleting every idle token (rows/s), while the
+                          gateway serves token.get by id (p99 beside the same load without a sweep)
+
+Prints a table and writes bench/results.json; `--quick` is the everyday variant (100,000 tokens,
+short runs, about a minute). Load is loopback only and bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+from bench import seed
+from bench.loadgen import Prepare, Result, Step, measure, stateless
+from shared.secrets import Sealer
+from shared.settings import DEV_PEPPER, DEV_SEAL_KEY
+from tests.conftest import LOCAL_POSTGRES, LOCAL_REDIS, FreshDatabases, base_environment, run_cli
+from tests.e2e.harness import free_port, http_status, running_cluster
+
+RESULTS = Path(__file__).with_name("results.json")
+PASSWORD = secrets.token_urlsafe(12)  # the benchmark user's; the database is dropped afterwards
+LIVE = 10_000
+
+
+@dataclass(frozen=True)
+class Size:
+    zabbix: int
+    vouchers: int
+    duration: float
+    max_requests: int
+
+
+FULL = Size(zabbix=600_000, vouchers=400_000, duration=10.0, max_requests=200_000)
+QUICK = Size(zabbix=60_000, vouchers=40_000, duration=3.0, max_requests=30_000)
+
+
+@dataclass(frozen=True)
+class World:
+    """What the scenarios need to know about the seeded database."""
+
+    zabbix_ids: tuple[int, int]
+    live_ids: tuple[int, int]
+    api_secret: str
+    operator_key: str
+    email: str
+    app_id: str
+
+
+# --- set-up ----------------------------------------------------------------------------------------
+
+
+def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    result = run_cli(list(args), env, stdin)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+async def seed_database(dsn: str, env: dict[str, str], size: Size) -> World:
+    email = f"bench-{secrets.token_hex(3)}@example.com"
+    cli(
+        env,
+        "users",
+        "add",
+        "bench-chat",
+        "--role",
+        "user",
+        "--email",
+        email,
+        "--password-stdin",
+        stdin=PASSWORD,
+    )
+    cli(env, "apps", "add", "bench-app", "--daily-quota", "1000000")
+    operator_id = int(cli(env, "users", "add", "bench-operator", "--role", "admin"))
+    operator_key = cli(env, "users", "api-key", "bench-operator")
+    conn = await asyncpg.connect(dsn, command_timeout=1800)
+    try:
+        started = time.perf_counter()
+        zabbix_ids = await seed.zabbix_tokens(conn, size.zabbix, age_days=101, label="idle")
+        seed.timed(f"{size.zabbix:,} Zabbix tokens", started)
+        started = time.perf_counter()
+        await seed.vouchers(
+            conn, operator_id, size.vouchers, DEV_PEPPER, Sealer.from_b64(DEV_SEAL_KEY), age_days=101
+        )
+        seed.timed(f"{size.vouchers:,} vouchers (hashed and sealed)", started)
+        live_ids = await seed.zabbix_tokens(conn, LIVE, age_days=0, label="live")
+        api_secret = await seed.api_token(conn, DEV_PEPPER)
+        started = time.perf_counter()
+        await conn.execute("VACUUM ANALYZE tokens")
+        seed.timed("VACUUM ANALYZE", started)
+    finally:
+        await conn.close()
+    return World(zabbix_ids, live_ids, api_secret, operator_key, email, "bench-app")
+
+
+def start_hello() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.hello", str(port)], stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while http_status(url + "/") != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the hello-world server did not start")
+        time.sleep(0.1)
+    return proc, url
+
+
+# --- scenarios -------------------------------------------------------------------------------------
+
+
+def hello(url: str) -> Prepare:
+    async def step(session: aiohttp.ClientSession) -> bool:
+        async with session.get(url + "/") as r:
+            await r.read()
+            return r.status == 200
+
+    return stateless(step)
+
+
+async def make_pair(session: aiohttp.ClientSession, gateway: str, world: World) -> dict[str, str]:
+    body = {"email": world.email, "password": PASSWORD, "appId": world.app_id}
+    async with session.post(gateway + "/v1/tokens", json=body) as r:
+        reply = await r.json()
+        assert r.status == 200, reply
+        data: dict[str, str] = reply["data"]
+        return data
+
+
+def tokens_check(gateway: str, world: World) -> Prepare:
+    async def prepare(session: aiohttp.ClientSession, i: int) -> Step:
+        headers = {"Authorization": (await make_pair(session, gateway, world))["accessToken"]}
+
+        async def step(session: aiohttp.ClientSession) -> bool:
+            async with session.get(gateway + "/v1/tokens/check", headers=headers) as r:
+                await r.read()
+                return r.status == 200
+
+        return step
+
+    return prepare
+
+
+def tokens_refresh(gateway: str, world: World) -> Prepare:
+    async def prepare(session: aiohttp.ClientSession, i: int) -> Step:
+        current = (await make_pair(session, gateway, world))["refreshToken"]
+
+        async def step(session: aiohttp.ClientSession) -> bool:
+            nonlocal current
+            async with session.post(gateway + "/v1/tokens/refresh", headers={"Refresh": current}) as r:
+                reply = await r.json()
+                if r.status != 200:
+                    return False
+                current = reply["data"]["refreshToken"]
+                return True
+
+        return step
+
+    return prepare
+
+
+def zabbix(gateway: str, secret: str, params: Any, expect_rows: int | None) -> Prepare:
+    """token.get with `params()` per request; `expect_rows` rows in the answer (None: any)."""
+    url = gateway + "/api_jsonrpc.php"
+    headers = {"Content-Type": "application/json-rpc"}
+
+    async def step(session: aiohttp.ClientSession) -> bool:
+        body = orjson.dumps(
+            {"jsonrpc": "2.0", "method": "token.get", "params": params(), "auth": secret, "id": 1}
+        )
+        async with session.post(url, data=body, headers=headers) as r:
+            reply = orjson.loads(await r.read())
+            rows = reply.get("result")
+            return (
+                r.status == 200
+                and isinstance(rows, list)
+                and (expect_rows is None or len(rows) == expect_rows)
+            )
+
+    return stateless(step)
+
+
+def by_id(ids: tuple[int, int]) -> Any:
+    return lambda: {"output": "extend", "tokenids": [random.randint(*ids)]}
+
+
+def search_name() -> dict[str, Any]:
+    return {
+        "output": ["tokenid", "name"],
+        "search": {"name": f"{random.randint(0, 99999):05d}"},
+        "limit": 100,
+    }
+
+
+def gettokens(gateway: str, key: str) -> Prepare:
+    body = orjson.dumps(
+        {"api_token": key, "method": "gettokens", "parameters": {"used_at": 0, "multiple": 1, "limit": 100}}
+    )
+
+    async def step(session: aiohttp.ClientSession) -> bool:
+        async with session.post(
+            gateway + "/hotspot/api", data=body, headers={"Content-Type": "application/json"}
+        ) as r:
+            reply = orjson.loads(await r.read())
+            return r.status == 200 and len(reply["data"]) == 100
+
+    return stateless(step)
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM) so far, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def scenarios(gateway: str, hello_url: str, world: World, size: Size, concurrency: int) -> list[Result]:
+    def run(name: str, prepare: Prepare) -> Any:
+        return measure(
+            name, prepare, concurrency=concurrency, duration=size.duration, max_requests=size.max_requests
+        )
+
+    return [
+        await run("hello", hello(hello_url)),
+        await run("tokens_check", tokens_check(gateway, world)),
+        await run("zabbix_get_by_id", zabbix(gateway, world.api_secret, by_id(world.zabbix_ids), 1)),
+        await run("zabbix_search_name", zabbix(gateway, world.api_secret, search_name, None)),
+        await run("hotspot_gettokens", gettokens(gateway, world.operator_key)),
+        await run("tokens_refresh", tokens_refresh(gateway, world)),
+    ]
+
+
+async def sweep_phase(
+    gateway: str, env: dict[str, str], world: World, size: Size, concurrency: int
+) -> dict[str, Any]:
+    """token.get on live tokens without, then with, the sweeper deleting every idle token."""
+    lookup = zabbix(gateway, world.api_secret, by_id(world.live_ids), 1)
+    quiet = await measure(
+        "zabbix_get_by_id_no_sweep",
+        lookup,
+        concurrency=concurrency,
+        duration=size.duration,
+        max_requests=size.max_requests,
+    )
+    started = time.perf_counter()
+    sweeper = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sweeper", "--once", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    peak = 0.0
+
+    async def watch_rss() -> None:
+        nonlocal peak
+        while sweeper.returncode is None:
+            try:
+                peak = max(peak, peak_rss_mb(sweeper.pid))
+            except OSError:
+                return
+            await asyncio.sleep(0.2)
+
+    watcher = asyncio.create_task(watch_rss())
+    during = await measure(
+        "zabbix_get_by_id_during_sweep",
+        lookup,
+        concurrency=concurrency,
+        duration=size.duration,
+        max_requests=size.max_requests,
+    )
+    out, _ = await sweeper.communicate()
+    elapsed = time.perf_counter() - started
+    await watcher
+    deleted = orjson.loads(out.decode().strip().splitlines()[-1])["delete_idle"]
+    return {"quiet": quiet, "during": during, "deleted": deleted, "seconds": elapsed, "rss": peak}
+
+
+def report(results: list[Result], sweep: dict[str, Any], rss: dict[str, float]) -> dict[str, Any]:
+    ceiling = results[0].rps
+    out: dict[str, Any] = {
+        r.name: {
+            "rps": round(r.rps, 1),
+            "p50_ms": round(r.p50_ms, 2),
+            "p99_ms": round(r.p99_ms, 2),
+            "ratio": round(r.rps / ceiling, 3),
+            "errors": r.errors,
+        }
+        for r in results
+    }
+    for key in ("quiet", "during"):
+        r = sweep[key]
+        out[r.name] = {
+            "rps": round(r.rps, 1),
+            "p50_ms": round(r.p50_ms, 2),
+            "p99_ms": round(r.p99_ms, 2),
+            "ratio": round(r.rps / ceiling, 3),
+            "errors": r.errors,
+        }
+    out["sweeper_delete"] = {
+        "rows_per_s": round(sweep["deleted"] / sweep["seconds"]),
+        "rows": sweep["deleted"],
+        "seconds": round(sweep["seconds"], 1),
+    }
+    out["peak_rss_mb"] = {name: round(mb, 1) for name, mb in {**rss, "sweeper": sweep["rss"]}.items()}
+    return out
+
+
+def table(out: dict[str, Any]) -> str:
+    lines = [
+        "| scenario | requests/s | p50 ms | p99 ms | ratio to hello | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in out.items():
+        if "rps" in r:
+            cells = [
+                f"{r['rps']:,.0f}",
+                f"{r['p50_ms']:.2f}",
+                f"{r['p99_ms']:.2f}",
+                f"{r['ratio']:.2f}",
+                str(r["errors"]),
+            ]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    sweep = out["sweeper_delete"]
+    lines.append(f"\nsweeper_delete: {sweep['rows']:,} idle tokens in {sweep['seconds']} s")
+    lines.append(f"  = {sweep['rows_per_s']:,} rows/s")
+    lines.append("peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in out["peak_rss_mb"].items()))
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="100,000 tokens and short runs")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    parser.add_argument("--duration", type=float, help="seconds per scenario")
+    args = parser.parse_args()
+    size = QUICK if args.quick else FULL
+    if args.duration:
+        size = Size(size.zabbix, size.vouchers, args.duration, size.max_requests)
+    databases = FreshDatabases(os.environ.get("TEST_DATABASE_URL", LOCAL_POSTGRES))
+    dsn = databases.dsn(databases.name())
+    env = base_environment(
+        dsn, os.environ.get("TEST_REDIS_URL", LOCAL_REDIS), f"bench-{secrets.token_hex(3)}:"
+    )
+    env["TOKENHUB_BACKEND_TIMEOUT"] = "30"
+    try:
+        cli(env, "migrate")
+        print(f"seeding {size.zabbix + size.vouchers + LIVE:,} tokens", flush=True)
+        world = asyncio.run(seed_database(dsn, env, size))
+        hello_proc, hello_url = start_hello()
+        try:
+            with (
+                tempfile.TemporaryDirectory() as logs,
+                running_cluster(env, Path(logs), ("registry", "issuer", "gateway")) as cluster,
+            ):
+                results = asyncio.run(
+                    scenarios(cluster.gateway_url, hello_url, world, size, args.concurrency)
+                )
+                sweep = asyncio.run(sweep_phase(cluster.gateway_url, env, world, size, args.concurrency))
+                rss = {str(name): peak_rss_mb(s.proc.pid) for name, s in cluster.services.items() if s.proc}
+        finally:
+            hello_proc.terminate()
+            hello_proc.wait()
+        out = report(results, sweep, rss)
+        RESULTS.write_text(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        print(table(out))
+        print(f"\nwritten to {RESULTS}")
+    finally:
+        databases.drop_all()
+
+
+if __name__ == "__main__":
+    main()
