@@ -373,6 +373,7 @@ def main() -> None:
         dsn, os.environ.get("TEST_REDIS_URL", LOCAL_REDIS), f"bench-{secrets.token_hex(3)}:"
     )
     env["TOKENHUB_BACKEND_TIMEOUT"] = "30"
+    env["TOKENHUB_LOG_LEVEL"] = "INFO"  # as deployed: failures logged, successes counted
     try:
         cli(env, "migrate")
         print(f"seeding {size.zabbix + size.vouchers + LIVE:,} tokens", flush=True)

@@ -47,3 +47,16 @@ WITH hit AS (
     WHERE k.id = hit.key_id AND (hit.last_used_at IS NULL OR hit.last_used_at < now() - interval '1 minute')
 )
 SELECT id, username, email, role, parent_id, status FROM hit;
+
+-- name: audit_events
+-- The newest $3 events at or after $1 (NULL: any time) by or about user $2 (NULL: anyone),
+-- returned oldest first.
+SELECT * FROM (
+    SELECT id, at, event, actor_id, subject_id, token_id, kind, client_addr, details
+    FROM audit_log
+    WHERE ($1::timestamptz IS NULL OR at >= $1)
+      AND ($2::bigint IS NULL OR actor_id = $2 OR subject_id = $2)
+    ORDER BY id DESC
+    LIMIT $3
+) newest
+ORDER BY id;

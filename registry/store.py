@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -210,6 +211,11 @@ class Store:
             event.client_addr,
             event.details,
         )
+
+    async def audit_events(
+        self, *, since: datetime | None, user_id: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        return [dict(row) for row in await self.pool.fetch(Q["audit_events"], since, user_id, limit)]
 
     # --- apps ----------------------------------------------------------------------------------
 

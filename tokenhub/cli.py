@@ -9,11 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 import asyncpg
+import orjson
 import redis.asyncio
 import redis.exceptions
 
@@ -51,6 +54,21 @@ def _whole_number(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+_AGO = re.compile(r"(\d+)([dhm])")
+
+
+def _moment(text: str) -> datetime:
+    """An ISO date/time (UTC unless it says otherwise) or an age such as 7d, 12h, 30m."""
+    if match := _AGO.fullmatch(text.strip()):
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[match.group(2)]
+        return datetime.now(UTC) - timedelta(**{unit: int(match.group(1))})
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an ISO date/time nor an age like 7d") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tokenhub", description="TokenHub operator commands.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -69,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--parent", help="the user this one is a sub-user of (Wialon)")
     api_key = users.add_parser("api-key", help="print a new API key for the user (hotspot dialect)")
     api_key.add_argument("name")
+
+    audit = commands.add_parser("audit", help="print security events (newest last), one JSON object a line")
+    audit.add_argument(
+        "--since", type=_moment, help="only events at or after: ISO date/time, or 7d / 12h / 30m ago"
+    )
+    audit.add_argument("--user", help="only events by or about this user (name or id)")
+    audit.add_argument("--limit", type=_whole_number(1), default=1000)
 
     apps = commands.add_parser("apps", help="manage ChatApp-style applications").add_subparsers(
         dest="apps_command", required=True, parser_class=_Parser
@@ -142,6 +167,17 @@ async def apps_add(settings: Settings, args: argparse.Namespace) -> None:
         await store.add_app(
             args.app_id, args.name or args.app_id, args.daily_quota, args.access_ttl, args.refresh_ttl
         )
+
+    await _with_store(settings, work)
+
+
+async def audit_events(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(store: Store) -> None:
+        user_id = None
+        if args.user is not None:
+            user_id = int(args.user) if args.user.isdigit() else (await store.user_by_name(args.user)).id
+        for event in await store.audit_events(since=args.since, user_id=user_id, limit=args.limit):
+            print(orjson.dumps(event, default=str).decode())
 
     await _with_store(settings, work)
 
@@ -224,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_UNAVAILABLE
         status = _run(migrate(settings))
         return status or up(settings, dict(os.environ))
+    if args.command == "audit":
+        return _run(audit_events(settings, args))
     if args.command == "users":
         if args.users_command == "add":
             return _run(users_add(settings, args))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 
 import asyncpg
@@ -203,3 +204,28 @@ def test_unreachable_database_is_said_plainly(environment: dict[str, str]) -> No
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
     assert "database did not answer" in result.stderr
+
+
+def test_audit_shows_who_did_what(environment: dict[str, str]) -> None:
+    name = unique("audited")
+    user_id = int(run_cli(["users", "add", name, "--role", "user"], environment).stdout)
+    assert run_cli(["users", "api-key", name], environment).returncode == 0
+
+    result = run_cli(["audit", "--user", name, "--since", "10m"], environment)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["user_created", "api_key_created"]
+    assert all(e["subject_id"] == user_id for e in events)
+    assert "thk_" not in result.stdout  # the key itself is never in the log
+
+    by_id = run_cli(["audit", "--user", str(user_id)], environment)
+    assert [json.loads(line)["event"] for line in by_id.stdout.splitlines()] == [
+        "user_created",
+        "api_key_created",
+    ]
+    future = run_cli(["audit", "--user", name, "--since", "2999-01-01"], environment)
+    assert future.returncode == 0
+    assert future.stdout == ""
+    bad = run_cli(["audit", "--since", "yesterday-ish"], environment)
+    assert bad.returncode == 2
+    assert "neither an ISO date/time nor an age" in bad.stderr

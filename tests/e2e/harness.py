@@ -110,7 +110,8 @@ def cluster_environment(base_env: dict[str, str], ports: dict[Service, int]) -> 
     env["TOKENHUB_REGISTRY_URL"] = f"http://127.0.0.1:{ports['registry']}"
     # A short backend timeout keeps outage tests quick; it is still far above a healthy call.
     env.setdefault("TOKENHUB_BACKEND_TIMEOUT", "3")
-    env.setdefault("TOKENHUB_LOG_LEVEL", "INFO")
+    # DEBUG: every request's access line, which the tests read to follow request ids.
+    env.setdefault("TOKENHUB_LOG_LEVEL", "DEBUG")
     return env
 
 

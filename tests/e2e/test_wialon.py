@@ -492,6 +492,7 @@ async def test_operate_as_logs_in_as_a_user_below_the_token_s_owner(
     assert (await wialon.token_login(token["h"], operateAs=family["parent"].name))["user"]["id"] == family[
         "parent"
     ].id
+    assert (await wialon.token_login(token["h"], operateAs=""))["user"]["id"] == family["parent"].id
     for outsider in (family["stranger"].name, "nobody-at-all"):
         body = await wialon.call("token/login", {"token": token["h"], "operateAs": outsider})
         assert body["error"] == 7
@@ -574,6 +575,7 @@ async def test_core_batch_runs_each_call_and_reports_each_error(wialon: Wialon, 
         ("token/login", {"token": "z" * 72}, None, 7),
         ("token/login", {"token": H, "fl": "all"}, None, 4),
         ("token/login", {"token": H, "operateAs": 7}, None, 4),
+        ("token/login", {"token": H, "operateAs": "x" * 101}, None, 4),
         # token/update
         ("token/update", {**CREATE, "callMode": "replace"}, SID, 4),
         ("token/update", {k: v for k, v in CREATE.items() if k != "callMode"}, SID, 4),

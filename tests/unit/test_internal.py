@@ -443,11 +443,20 @@ async def test_log_lines_inside_a_request_carry_its_request_id(
     assert handled[0]["answer"] == 42
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", handled[0]["ts"])
 
-    access = [e for e in entries if e["logger"] == "tokenhub.access"]
+    # At INFO an answered request is only counted; a refused one is logged, with its request id.
+    assert [e for e in entries if e["logger"] == "tokenhub.access"] == []
+    token = request_id_var.set("log-req-2")
+    try:
+        with pytest.raises(TokenHubError):
+            await client.call("GET", "/no-such-route")
+    finally:
+        request_id_var.reset(token)
+    access = [e for e in log_entries(json_log) if e["logger"] == "tokenhub.access"]
     assert len(access) == 1
-    assert access[0]["msg"] == "GET /echo 200"
-    assert access[0]["status"] == 200
-    assert access[0]["request_id"] == "log-req-1"
+    assert access[0]["msg"] == "GET /no-such-route 404"
+    assert access[0]["status"] == 404
+    assert access[0]["level"] == "info"
+    assert access[0]["request_id"] == "log-req-2"
     assert isinstance(access[0]["duration_ms"], float | int)
 
     after = [e for e in entries if e["msg"] == "after the request"]

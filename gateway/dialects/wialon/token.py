@@ -65,7 +65,8 @@ async def token_login(ctx: Context, params: Any) -> dict[str, Any]:
     address (error 1003 once too many); a known token that cannot log in now is not a guess."""
     args = p.as_object(params)
     secret = p.token(args, "token")
-    operate_as = p.optional_text(args, "operateAs", 4 * p.MAX_USER_NAME)
+    # Empty means none, as some clients send it.
+    operate_as = p.optional_text(args, "operateAs", p.MAX_USER_NAME) or None
     if args.get("fl") is not None and not p.is_integer(args["fl"]):
         raise invalid('"fl" must be a number')
     p.optional_text(args, "appName", 4 * p.MAX_APP_NAME)
