@@ -43,7 +43,13 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 async def measure(
-    name: str, prepare: Prepare, *, concurrency: int, duration: float, max_requests: int
+    name: str,
+    prepare: Prepare,
+    *,
+    concurrency: int,
+    duration: float,
+    max_requests: int,
+    warmup: int = WARMUP_PER_WORKER,
 ) -> Result:
     latencies: list[float] = []
     errors = 0
@@ -51,7 +57,7 @@ async def measure(
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
         steps = [await prepare(session, i) for i in range(concurrency)]
         for step in steps:  # connections open, caches and plans warm, before the clock starts
-            for _ in range(WARMUP_PER_WORKER):
+            for _ in range(warmup):
                 await step(session)
         stop_at = time.perf_counter() + duration
 

@@ -12,6 +12,7 @@ measures with one asyncio load generator (bench/loadgen.py):
     zabbix_get_by_id      token.get by tokenids, authenticated with an API token
     zabbix_search_name    token.get with a search on name (limit 100)
     hotspot_gettokens     gettokens with two filters and limit 100
+    hotspot_createtokens_10000  createtokens of 10,000 vouchers, one call at a time
     tokens_refresh        tokens.refresh, each worker rotating its own pair
     sweeper_delete        `python -m sweeper --once` deleting every idle token (rows/s), while the
                           gateway serves token.get by id (p99 beside the same load without a sweep)
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import random
 import secrets
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +41,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
+import redis
 
 from bench import seed
 from bench.loadgen import Prepare, Result, Step, measure, stateless
@@ -220,6 +224,25 @@ def search_name() -> dict[str, Any]:
     }
 
 
+def createtokens(gateway: str, key: str) -> Prepare:
+    body = orjson.dumps(
+        {
+            "api_token": key,
+            "method": "createtokens",
+            "parameters": {"count": 10000, "multiple": 0, "lifetime": 3600},
+        }
+    )
+
+    async def step(session: aiohttp.ClientSession) -> bool:
+        async with session.post(
+            gateway + "/hotspot/api", data=body, headers={"Content-Type": "application/json"}
+        ) as r:
+            reply = orjson.loads(await r.read())
+            return r.status == 200 and len(reply["data"]) == 10000
+
+    return stateless(step)
+
+
 def gettokens(gateway: str, key: str) -> Prepare:
     body = orjson.dumps(
         {"api_token": key, "method": "gettokens", "parameters": {"used_at": 0, "multiple": 1, "limit": 100}}
@@ -246,11 +269,15 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def runner(size: Size, concurrency: int) -> Callable[[str, Prepare], Awaitable[Result]]:
+    """`measure` with this run's bounds."""
+    return functools.partial(
+        measure, concurrency=concurrency, duration=size.duration, max_requests=size.max_requests
+    )
+
+
 async def scenarios(gateway: str, hello_url: str, world: World, size: Size, concurrency: int) -> list[Result]:
-    def run(name: str, prepare: Prepare) -> Any:
-        return measure(
-            name, prepare, concurrency=concurrency, duration=size.duration, max_requests=size.max_requests
-        )
+    run = runner(size, concurrency)
 
     return [
         await run("hello", hello(hello_url)),
@@ -259,6 +286,15 @@ async def scenarios(gateway: str, hello_url: str, world: World, size: Size, conc
         await run("zabbix_search_name", zabbix(gateway, world.api_secret, search_name, None)),
         await run("hotspot_gettokens", gettokens(gateway, world.operator_key)),
         await run("tokens_refresh", tokens_refresh(gateway, world)),
+        # One call at a time, a few times: each makes 10,000 vouchers in one transaction.
+        await measure(
+            "hotspot_createtokens_10000",
+            createtokens(gateway, world.operator_key),
+            concurrency=1,
+            duration=60,
+            max_requests=5,
+            warmup=0,
+        ),
     ]
 
 
@@ -267,13 +303,8 @@ async def sweep_phase(
 ) -> dict[str, Any]:
     """token.get on live tokens without, then with, the sweeper deleting every idle token."""
     lookup = zabbix(gateway, world.api_secret, by_id(world.live_ids), 1)
-    quiet = await measure(
-        "zabbix_get_by_id_no_sweep",
-        lookup,
-        concurrency=concurrency,
-        duration=size.duration,
-        max_requests=size.max_requests,
-    )
+    run = runner(size, concurrency)
+    quiet = await run("zabbix_get_by_id_no_sweep", lookup)
     started = time.perf_counter()
     sweeper = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sweeper", "--once", env=env, stdout=asyncio.subprocess.PIPE
@@ -290,13 +321,7 @@ async def sweep_phase(
             await asyncio.sleep(0.2)
 
     watcher = asyncio.create_task(watch_rss())
-    during = await measure(
-        "zabbix_get_by_id_during_sweep",
-        lookup,
-        concurrency=concurrency,
-        duration=size.duration,
-        max_requests=size.max_requests,
-    )
+    during = await run("zabbix_get_by_id_during_sweep", lookup)
     out, _ = await sweeper.communicate()
     elapsed = time.perf_counter() - started
     await watcher
@@ -314,17 +339,8 @@ def report(results: list[Result], sweep: dict[str, Any], rss: dict[str, float]) 
             "ratio": round(r.rps / ceiling, 3),
             "errors": r.errors,
         }
-        for r in results
+        for r in [*results, sweep["quiet"], sweep["during"]]
     }
-    for key in ("quiet", "during"):
-        r = sweep[key]
-        out[r.name] = {
-            "rps": round(r.rps, 1),
-            "p50_ms": round(r.p50_ms, 2),
-            "p99_ms": round(r.p99_ms, 2),
-            "ratio": round(r.rps / ceiling, 3),
-            "errors": r.errors,
-        }
     out["sweeper_delete"] = {
         "rows_per_s": round(sweep["deleted"] / sweep["seconds"]),
         "rows": sweep["deleted"],
@@ -332,6 +348,21 @@ def report(results: list[Result], sweep: dict[str, Any], rss: dict[str, float]) 
     }
     out["peak_rss_mb"] = {name: round(mb, 1) for name, mb in {**rss, "sweeper": sweep["rss"]}.items()}
     return out
+
+
+# Issue 8's goals on a 2-core machine: (figure, test, the goal as written).
+GOALS: list[tuple[str, Callable[[dict[str, Any]], bool], str]] = [
+    ("tokens_check", lambda o: o["tokens_check"]["ratio"] >= 0.7, "ratio to hello >= 0.7"),
+    ("zabbix_get_by_id", lambda o: o["zabbix_get_by_id"]["ratio"] >= 0.25, "ratio to hello >= 0.25"),
+    ("zabbix_search_name", lambda o: o["zabbix_search_name"]["p50_ms"] <= 25, "p50 <= 25 ms"),
+    ("hotspot_gettokens", lambda o: o["hotspot_gettokens"]["p50_ms"] <= 20, "p50 <= 20 ms"),
+    ("sweeper_delete", lambda o: o["sweeper_delete"]["rows_per_s"] >= 10_000, ">= 10,000 rows/s"),
+    ("peak_rss_mb", lambda o: max(o["peak_rss_mb"].values()) <= 150, "every service <= 150 MB"),
+]
+
+
+def goals(out: dict[str, Any]) -> str:
+    return "\n".join(f"{'met' if test(out) else 'NOT met'}: {name} {goal}" for name, test, goal in GOALS)
 
 
 def table(out: dict[str, Any]) -> str:
@@ -363,10 +394,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="100,000 tokens and short runs")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--duration", type=float, help="seconds per scenario")
+    parser.add_argument("--zabbix", type=int, help="Zabbix tokens to seed (default 600,000)")
+    parser.add_argument("--vouchers", type=int, help="vouchers to seed (default 400,000)")
     args = parser.parse_args()
     size = QUICK if args.quick else FULL
-    if args.duration:
-        size = Size(size.zabbix, size.vouchers, args.duration, size.max_requests)
+    size = Size(
+        args.zabbix if args.zabbix is not None else size.zabbix,
+        args.vouchers if args.vouchers is not None else size.vouchers,
+        args.duration or size.duration,
+        size.max_requests,
+    )
     databases = FreshDatabases(os.environ.get("TEST_DATABASE_URL", LOCAL_POSTGRES))
     dsn = databases.dsn(databases.name())
     env = base_environment(
@@ -395,9 +432,27 @@ def main() -> None:
         out = report(results, sweep, rss)
         RESULTS.write_text(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
         print(table(out))
+        print("\n" + goals(out))
         print(f"\nwritten to {RESULTS}")
     finally:
         databases.drop_all()
+        forget_redis_keys(env["REDIS_URL"], env["TOKENHUB_REDIS_PREFIX"])
+
+
+def forget_redis_keys(url: str, prefix: str) -> None:
+    """Delete what this run left in Redis (pairs, sessions, revocations) under its own prefix."""
+    client = redis.Redis.from_url(url)
+    try:
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=prefix + "*", count=10_000):
+            batch.append(key)
+            if len(batch) >= 10_000:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+    finally:
+        client.close()
 
 
 if __name__ == "__main__":

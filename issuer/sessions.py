@@ -19,7 +19,6 @@ from shared.errors import BadCredentials, Expired, Forbidden, NotFound
 from shared.internal import InternalClient
 from shared.secrets import lookup_hash, new_hex_secret
 
-_TOUCH_SESSION = (Path(__file__).parent / "lua" / "touch_session.lua").read_text()
 _TOUCH_BOUNDED_SESSION = (Path(__file__).parent / "lua" / "touch_bounded_session.lua").read_text()
 # SPOP's count: more than any set of sessions holds, so one call empties the set.
 _ALL = 2**31 - 1
@@ -50,7 +49,6 @@ class Sessions:
         self._registry = registry
         self._pepper = pepper
         self._throttle = throttle
-        self._touch = redis.register_script(_TOUCH_SESSION)
         self._touch_bounded = redis.register_script(_TOUCH_BOUNDED_SESSION)
 
     def _session_key(self, realm: str, session_id: str) -> str:
@@ -79,13 +77,6 @@ class Sessions:
             await pipe.execute()
         await self._throttle.clear(realm, "account", account)
         return session_id, user
-
-    async def resolve(self, realm: str, session_id: str) -> dict[str, Any]:
-        raw = await self._touch(keys=[self._session_key(realm, session_id)])
-        if not raw:
-            raise NotFound("no such session")
-        user: dict[str, Any] = orjson.loads(raw)
-        return user
 
     async def end(self, realm: str, session_id: str) -> bool:
         return bool(await self._redis.delete(self._session_key(realm, session_id)))
@@ -133,7 +124,8 @@ class Sessions:
         return session_id, user
 
     async def resolve_info(self, realm: str, session_id: str) -> SessionInfo:
-        """`resolve` for every kind of session, with what a token session carries. A token session
+        """The user of a live session (and, for a token session, its token and flags), sliding its
+        idle timeout. A token session
         ends with its token: at the token's end, when it is no longer in the token's index (the
         token was deleted or changed), or once the token is announced revoked (shared/revocations:
         the sweeper's expiry and idle deletion, a dialect's delete)."""

@@ -14,8 +14,9 @@ from collections.abc import Iterable
 import orjson
 from redis.asyncio import Redis
 
-# Longer than any session's idle timeout or any verification cache entry.
-MARKER_TTL_S = 24 * 3600
+# Longer than any token session's idle timeout (Wialon: 5 minutes) and any verification cache entry
+# (1 s): a session that did not hear the message meets the marker on its next request.
+MARKER_TTL_S = 15 * 60
 
 
 def channel(prefix: str) -> str:
@@ -52,13 +53,17 @@ async def publish(redis: Redis, prefix: str, token_ids: Iterable[int]) -> None:
         await redis.publish(channel(prefix), orjson.dumps({"token_ids": ids}))
 
 
-async def announce(redis: Redis, prefix: str, token_ids: Iterable[int]) -> None:
-    """These tokens are gone for good: markers for latecomers, and the message for listeners."""
+async def announce(
+    redis: Redis, prefix: str, token_ids: Iterable[int], marked: Iterable[int] | None = None
+) -> None:
+    """These tokens are gone for good: the message for listeners, and markers for latecomers. Only
+    `marked` get a marker (all by default): tokens that can have sessions open (Wialon's); the rest
+    have nothing a message could miss."""
     ids = list(token_ids)
     if not ids:
         return
     async with redis.pipeline(transaction=False) as pipe:
-        for token_id in ids:
+        for token_id in ids if marked is None else marked:
             pipe.set(marker_key(prefix, token_id), b"1", ex=MARKER_TTL_S)
         pipe.publish(channel(prefix), orjson.dumps({"token_ids": ids}))
         await pipe.execute()

@@ -83,14 +83,18 @@ class Sweeper:
                 ROWS.labels(job.name).inc(len(rows))
                 total += len(rows)
                 if job.revokes:
-                    # After the commit: only what is really gone is announced.
-                    await self._announce([row["id"] for row in rows])
+                    # After the commit: only what is really gone is announced. Only Wialon tokens
+                    # open sessions, so only they need markers (a million swept tokens would
+                    # otherwise leave a million keys in Redis).
+                    await self._announce(
+                        [row["id"] for row in rows], [row["id"] for row in rows if row["kind"] == "wialon"]
+                    )
             if len(rows) < self.settings.sweep_batch:
                 return total
 
-    async def _announce(self, token_ids: list[int]) -> None:
+    async def _announce(self, token_ids: list[int], marked: list[int]) -> None:
         try:
-            await revocations.announce(self.redis, self.settings.redis_prefix, token_ids)
+            await revocations.announce(self.redis, self.settings.redis_prefix, token_ids, marked)
         except Exception:  # Redis down must not stop the sweep; the rows' state is already final.
             log.warning("could not announce %d revocations", len(token_ids), exc_info=True)
 

@@ -11,6 +11,7 @@ import asyncio
 import io
 import secrets
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -746,3 +747,39 @@ async def test_a_backend_that_is_down_gives_error_6(
         assert await w.error("token/list", {}, sid) == 6
         assert await w.error("core/logout", {}, sid) == 6
         assert await w.error("no/such", {}, sid) == 2  # decided without any backend
+
+
+@pytest.mark.parametrize(
+    ("job", "backdate"),
+    [
+        ("expire", "UPDATE tokens SET expires_at = now() - interval '1 minute' WHERE id = $1"),
+        (
+            "delete_idle",
+            "UPDATE tokens SET created_at = now() - interval '101 days',"
+            " last_used_at = now() - interval '101 days' WHERE id = $1",
+        ),
+    ],
+)
+async def test_a_session_dies_when_the_sweeper_expires_or_deletes_its_token(
+    wialon: Wialon, owner: WialonUser, database_url: str, cluster: Cluster, job: str, backdate: str
+) -> None:
+    """The real sweeper (`python -m sweeper --once`) ends the token; the session opened with it
+    must die with it, though the session itself still had minutes to live."""
+    sid = await wialon.login(owner)
+    token = await wialon.create(sid)
+    rows = await fetch(
+        database_url, "SELECT id FROM tokens WHERE secret_hash = $1", lookup_hash(token["h"], DEV_PEPPER)
+    )
+    session = (await wialon.token_login(token["h"]))["eid"]
+    assert isinstance(await wialon.tokens(session), list)  # alive before the sweep
+    await fetch(database_url, backdate, rows[0]["id"])
+
+    sweep = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sweeper", "--once", env=cluster["sweeper"].env, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await sweep.communicate()
+    assert sweep.returncode == 0
+    assert orjson.loads(out.decode().strip().splitlines()[-1])[job] >= 1
+
+    assert await wialon.error("token/list", {}, session) == 1
+    assert (await wialon.call("token/login", {"token": token["h"]}))["error"] == 7
