@@ -116,10 +116,14 @@ async def seed_database(dsn: str, env: dict[str, str], size: Size) -> World:
         )
         seed.timed(f"{size.vouchers:,} vouchers (hashed and sealed)", started)
         live_ids = await seed.zabbix_tokens(conn, LIVE, age_days=0, label="live")
+        if not size.zabbix:  # a vouchers-only run still measures token.get, over the live tokens
+            zabbix_ids = live_ids
         api_secret = await seed.api_token(conn, DEV_PEPPER)
         started = time.perf_counter()
         await conn.execute("VACUUM ANALYZE tokens")
-        seed.timed("VACUUM ANALYZE", started)
+        # Flushed now, so the checkpoint's writes do not land inside a measurement.
+        await conn.execute("CHECKPOINT")
+        seed.timed("VACUUM ANALYZE and CHECKPOINT", started)
     finally:
         await conn.close()
     return World(zabbix_ids, live_ids, api_secret, operator_key, email, "bench-app")
@@ -286,6 +290,8 @@ async def scenarios(gateway: str, hello_url: str, world: World, size: Size, conc
         await run("zabbix_search_name", zabbix(gateway, world.api_secret, search_name, None)),
         await run("hotspot_gettokens", gettokens(gateway, world.operator_key)),
         await run("tokens_refresh", tokens_refresh(gateway, world)),
+        # The ceiling once more: the higher of the two hello-world runs is the machine's.
+        await run("hello_again", hello(hello_url)),
         # One call at a time, a few times: each makes 10,000 vouchers in one transaction.
         await measure(
             "hotspot_createtokens_10000",
@@ -330,7 +336,7 @@ async def sweep_phase(
 
 
 def report(results: list[Result], sweep: dict[str, Any], rss: dict[str, float]) -> dict[str, Any]:
-    ceiling = results[0].rps
+    ceiling = max(r.rps for r in results if r.name.startswith("hello"))
     out: dict[str, Any] = {
         r.name: {
             "rps": round(r.rps, 1),
@@ -396,6 +402,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, help="seconds per scenario")
     parser.add_argument("--zabbix", type=int, help="Zabbix tokens to seed (default 600,000)")
     parser.add_argument("--vouchers", type=int, help="vouchers to seed (default 400,000)")
+    parser.add_argument(
+        "--output", type=Path, default=RESULTS, help=f"where the JSON goes (default {RESULTS})"
+    )
     args = parser.parse_args()
     size = QUICK if args.quick else FULL
     size = Size(
@@ -430,10 +439,10 @@ def main() -> None:
             hello_proc.terminate()
             hello_proc.wait()
         out = report(results, sweep, rss)
-        RESULTS.write_text(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+        args.output.write_text(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
         print(table(out))
         print("\n" + goals(out))
-        print(f"\nwritten to {RESULTS}")
+        print(f"\nwritten to {args.output}")
     finally:
         databases.drop_all()
         forget_redis_keys(env["REDIS_URL"], env["TOKENHUB_REDIS_PREFIX"])
