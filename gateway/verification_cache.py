@@ -114,6 +114,10 @@ def token_tag(token_id: int) -> str:
     return f"token:{token_id}"
 
 
+def user_tag(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
 async def follow_revocations(client: redis.asyncio.Redis, channel: str, cache: VerificationCache) -> None:
     """Keep the cache subscribed; while the subscription is down the cache serves nothing."""
     while True:

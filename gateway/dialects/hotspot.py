@@ -25,7 +25,8 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
-from gateway.keys import backends_key
+from gateway.keys import backends_key, verification_cache_key
+from gateway.verification_cache import cache_key, user_tag
 from shared.errors import (
     BadCredentials,
     Conflict,
@@ -262,6 +263,12 @@ async def _authenticate(request: web.Request, api_token: str | None) -> dict[str
         raise HotspotError("unauthorized", '"api_token" is missing')
     if len(api_token) > MAX_API_TOKEN_LENGTH:
         raise HotspotError("unauthorized", "the api_token is not valid")
+    # An operator's key checked within the last second is taken as checked (gateway/verification_cache.py).
+    cache = request.app[verification_cache_key]
+    key = cache_key(api_token)
+    cached: dict[str, Any] | None = cache.get(key)
+    if cached is not None:
+        return cached
     try:
         reply = await request.app[backends_key].registry.call(
             "POST", "/v1/api-keys/authenticate", {"key": api_token}
@@ -271,6 +278,7 @@ async def _authenticate(request: web.Request, api_token: str | None) -> dict[str
     except Forbidden as exc:
         raise HotspotError("forbidden", "the account is disabled") from exc
     user: dict[str, Any] = reply["user"]
+    cache.put(key, user_tag(user["id"]), user, cache.ttl)
     return user
 
 
