@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.dialects.zabbix.errors import ApiError, invalid_param
+from gateway.dialects.zabbix.errors import invalid_param
 
 MAX_ID = 9223372036854775807
 MIN_INT32, MAX_INT32 = -2147483648, 2147483647
@@ -295,6 +295,3 @@ def check_unique(objects: Iterable[dict[str, Any]], keys: tuple[str, ...], path:
 
 def validate(rule: Rule, params: Any) -> Any:
     return rule.validate(params, "/")
-
-
-__all__ = ["ApiError", "validate"]
