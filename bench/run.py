@@ -228,36 +228,15 @@ def search_name() -> dict[str, Any]:
     }
 
 
-def createtokens(gateway: str, key: str) -> Prepare:
-    body = orjson.dumps(
-        {
-            "api_token": key,
-            "method": "createtokens",
-            "parameters": {"count": 10000, "multiple": 0, "lifetime": 3600},
-        }
-    )
+def hotspot(gateway: str, key: str, method: str, parameters: dict[str, Any], rows: int) -> Prepare:
+    """One hotspot call, the same each time, expecting `rows` vouchers in the answer."""
+    body = orjson.dumps({"api_token": key, "method": method, "parameters": parameters})
+    headers = {"Content-Type": "application/json"}
 
     async def step(session: aiohttp.ClientSession) -> bool:
-        async with session.post(
-            gateway + "/hotspot/api", data=body, headers={"Content-Type": "application/json"}
-        ) as r:
+        async with session.post(gateway + "/hotspot/api", data=body, headers=headers) as r:
             reply = orjson.loads(await r.read())
-            return r.status == 200 and len(reply["data"]) == 10000
-
-    return stateless(step)
-
-
-def gettokens(gateway: str, key: str) -> Prepare:
-    body = orjson.dumps(
-        {"api_token": key, "method": "gettokens", "parameters": {"used_at": 0, "multiple": 1, "limit": 100}}
-    )
-
-    async def step(session: aiohttp.ClientSession) -> bool:
-        async with session.post(
-            gateway + "/hotspot/api", data=body, headers={"Content-Type": "application/json"}
-        ) as r:
-            reply = orjson.loads(await r.read())
-            return r.status == 200 and len(reply["data"]) == 100
+            return r.status == 200 and len(reply["data"]) == rows
 
     return stateless(step)
 
@@ -288,14 +267,25 @@ async def scenarios(gateway: str, hello_url: str, world: World, size: Size, conc
         await run("tokens_check", tokens_check(gateway, world)),
         await run("zabbix_get_by_id", zabbix(gateway, world.api_secret, by_id(world.zabbix_ids), 1)),
         await run("zabbix_search_name", zabbix(gateway, world.api_secret, search_name, None)),
-        await run("hotspot_gettokens", gettokens(gateway, world.operator_key)),
+        await run(
+            "hotspot_gettokens",
+            hotspot(
+                gateway, world.operator_key, "gettokens", {"used_at": 0, "multiple": 1, "limit": 100}, 100
+            ),
+        ),
         await run("tokens_refresh", tokens_refresh(gateway, world)),
         # The ceiling once more: the higher of the two hello-world runs is the machine's.
         await run("hello_again", hello(hello_url)),
         # One call at a time, a few times: each makes 10,000 vouchers in one transaction.
         await measure(
             "hotspot_createtokens_10000",
-            createtokens(gateway, world.operator_key),
+            hotspot(
+                gateway,
+                world.operator_key,
+                "createtokens",
+                {"count": 10000, "multiple": 0, "lifetime": 3600},
+                10000,
+            ),
             concurrency=1,
             duration=60,
             max_requests=5,
