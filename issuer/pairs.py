@@ -313,6 +313,11 @@ class Pairs:
         await self._throttle.check(self._realm, subjects)
         # The app first: it is cheap, and an unknown app spends no password check. It reveals only
         # whether an app id exists, never whether an e-mail does.
+        if app_id in (".", ".."):
+            # As a path segment these are dot-segments, which every HTTP client resolves away
+            # (RFC 3986 §5.2.4), even percent-encoded: the registry would be asked for another path
+            # and answer 404 for the route, not the app. No app by these ids can be looked up.
+            raise NotFound("no such app")
         app = (await self._registry.call("GET", f"/v1/apps/{_path_segment(app_id)}"))["app"]
         user_id = await self._authenticate(email, password, subjects)
         # The quota only after the credentials: a wrong password must not spend anyone's quota.

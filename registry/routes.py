@@ -117,7 +117,9 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/v1/users/authenticate", authenticate)
     app.router.add_get("/v1/users/{user_id}", get_user)
     app.router.add_post("/v1/api-keys/authenticate", authenticate_api_key)
-    app.router.add_get("/v1/apps/{app_id}", get_app)
+    # Any character but "/" (which the issuer sends as %2F): aiohttp's default segment pattern also
+    # refuses braces, and an app id with one would meet a 404 for the route, not for the app.
+    app.router.add_get("/v1/apps/{app_id:[^/]+}", get_app)
     app.router.add_post("/v1/audit", append_audit)
     app.router.add_post("/v1/zabbix-tokens/create", create_zabbix_tokens)
     app.router.add_post("/v1/zabbix-tokens/update", update_zabbix_tokens)

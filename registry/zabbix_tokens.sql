@@ -55,13 +55,15 @@ WHERE t.id = v.id;
 -- name: authenticate
 -- A usable token and its owner. The use is recorded (Zabbix's lastaccess, whole seconds) at most
 -- once a second per token, so a busy token does not turn every request into a row lock.
+-- A guest's token authenticates nobody: Zabbix 6.0.14 answers it "Not authorized." (after "API
+-- token expired." if it has ended) and records no lastaccess.
 WITH hit AS (
     SELECT t.id AS token_id, t.last_used_at, floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
            u.id, u.username, u.email, u.role, u.parent_id, u.status
     FROM tokens t JOIN users u ON u.id = t.owner_id
     WHERE t.secret_hash = $1 AND t.kind = 'zabbix' AND t.status = 'active'
       AND (t.expires_at IS NULL OR t.expires_at >= date_trunc('second', now()))
-      AND u.status = 'active'
+      AND u.status = 'active' AND u.role <> 'guest'
 ), touched AS (
     UPDATE tokens t SET last_used_at = now()
     FROM hit

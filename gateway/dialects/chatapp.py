@@ -179,7 +179,13 @@ def make_params(body: dict[str, Any]) -> tuple[str, str, str]:
     email = _string(body, "email", 254)
     if "@" not in email:
         raise validation_error("email must be an e-mail address")
-    return email, _string(body, "password", 1024), _string(body, "appId", 100, numbers=True)
+    password, app_id = _string(body, "password", 1024), _string(body, "appId", 100, numbers=True)
+    # Both are looked up in Postgres, whose text cannot hold NUL: refused here, with a reason,
+    # rather than by the registry as a mystery. The password is only hashed, so any character goes.
+    for name, value in (("email", email), ("appId", app_id)):
+        if "\x00" in value:
+            raise validation_error(f"{name} must not contain NUL")
+    return email, password, app_id
 
 
 def token_from_header(value: str | None) -> str | None:

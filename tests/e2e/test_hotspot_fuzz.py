@@ -121,7 +121,9 @@ limits = mostly(st.integers(min_value=1, max_value=50), st.integers(-(2**33), 2*
 offsets = mostly(st.integers(min_value=0, max_value=2**31 - 1), st.integers(-(2**33), -1) | json_values)
 lifetimes = mostly(st.integers(min_value=0, max_value=2**31 - 1), st.integers(-(2**33), 2**33) | json_values)
 u_ids = mostly(
-    st.text(max_size=40) | st.integers(min_value=0), st.text(min_size=256, max_size=300) | json_values
+    # Bounded by what JSON clients send (orjson refuses integers past 64 bits).
+    st.text(max_size=40) | st.integers(min_value=0, max_value=2**63 - 1),
+    st.text(min_size=256, max_size=300) | json_values,
 )
 code_lists = mostly(st.lists(codes, min_size=1, max_size=5), st.lists(codes, max_size=0) | json_values)
 

@@ -1,0 +1,123 @@
+"""docs/openapi.yaml is a valid OpenAPI 3 document, names exactly the gateway's ChatApp routes, and
+pairs each error code of the dialect with the HTTP status and message the dialect answers with.
+(tests/e2e/test_openapi_fuzz.py holds the running services to it.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema_rs
+import schemathesis
+import yaml
+from aiohttp import web
+
+from gateway.dialects import chatapp
+from gateway.routes import setup_routes
+
+DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
+HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+
+
+def document() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(DOCUMENT.read_text())
+    return loaded
+
+
+def resolve(root: dict[str, Any], node: Any) -> Any:
+    if isinstance(node, dict) and "$ref" in node:
+        target: Any = root
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        return resolve(root, target)
+    return node
+
+
+def strings_in_enums(root: dict[str, Any], node: Any) -> Iterator[str]:
+    """Every string an `enum` below `node` allows, following references."""
+    node = resolve(root, node)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "enum":
+                yield from (v for v in value if isinstance(v, str))
+            else:
+                yield from strings_in_enums(root, value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from strings_in_enums(root, item)
+
+
+def test_the_document_is_valid_openapi() -> None:
+    # Against the OpenAPI 3.0 meta-schema; raises with the offending part if it is not.
+    schemathesis.openapi.from_path(DOCUMENT).validate()
+    assert document()["openapi"].startswith("3.")
+
+
+def test_every_v1_route_is_documented_and_every_documented_operation_is_a_route() -> None:
+    app = web.Application()
+    setup_routes(app)
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.resource is not None and route.resource.canonical.startswith("/v1/")
+    }
+    # aiohttp adds a HEAD to every GET (allow_head); the document says so once, in words.
+    routes -= {("HEAD", path) for method, path in routes if method == "GET"}
+    documented = {
+        (method.upper(), path)
+        for path, item in document()["paths"].items()
+        for method in item
+        if method in HTTP_METHODS
+    }
+    assert routes == documented
+    assert len(documented) == 5
+
+
+def error_schemas(root: dict[str, Any]) -> Iterator[tuple[str, str, int, Any]]:
+    """(method, path, status, JSON schema) of every documented error answer."""
+    for path, item in root["paths"].items():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    content = resolve(root, response)["content"]
+                    yield method, path, int(status), content["application/json"]["schema"]
+
+
+def test_each_error_is_documented_with_its_status_code_and_message() -> None:
+    """The dialect's own error bodies, validated against every error answer the document lists:
+    each answer must accept some of them and only those of its status, and each error must be
+    accepted somewhere."""
+    root = document()
+    errors = [
+        chatapp.invalid_token(),
+        chatapp.invalid_credentials(),
+        chatapp.tokens_limit(1, {}),
+        chatapp.too_many_attempts(1),
+        chatapp.service_unavailable(),
+        *(chatapp.validation_error(message) for message in strings_in_enums(root, root)),
+    ]
+    documented: set[tuple[int, str]] = set()
+    for method, path, status, schema in error_schemas(root):
+        # The components travel along, so that the schema's references resolve.
+        validator = jsonschema_rs.Draft4Validator({**schema, "components": root["components"]})
+        accepted = {
+            (error.status, error.code)
+            for error in errors
+            if validator.is_valid({"success": False, "error": {"code": error.code, "message": error.message}})
+        }
+        assert accepted, (method, path, status)
+        assert {s for s, _ in accepted} == {status}, (method, path, accepted)
+        documented |= accepted
+    assert documented == {(error.status, error.code) for error in errors}
+    # And nothing else fits the envelope: an unknown code, an extra member.
+    validator = jsonschema_rs.Draft4Validator(
+        {"$ref": "#/components/schemas/Failure", "components": root["components"]}
+    )
+    assert validator.is_valid({"success": False, "error": {"code": "ApiValidationError", "message": "x"}})
+    assert not validator.is_valid({"success": False, "error": {"code": "ApiOtherError", "message": "x"}})
+    assert not validator.is_valid(
+        {"success": False, "error": {"code": "ApiValidationError", "message": "x"}, "data": {}}
+    )
