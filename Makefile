@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck bench bench-quick clean
+.PHONY: install run test lint typecheck bench bench-quick wrk clean
 
 # The virtualenv is rebuilt whenever the dependency list changes.
 $(STAMP): pyproject.toml
@@ -30,12 +30,16 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/pytest
 
+# The benchmarks' load generator (C, from Debian's packages), installed when missing.
+wrk:
+	@command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk; }
+
 # Speed on this machine: 1,000,000 tokens, every hot path, the sweeper; writes bench/results.json.
-bench: $(STAMP)
+bench: $(STAMP) wrk
 	$(BIN)/python -m bench.run
 
 # The same in about a minute (100,000 tokens, short runs), for everyday use.
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) wrk
 	$(BIN)/python -m bench.run --quick
 
 clean:

@@ -1,25 +1,25 @@
-"""The one load generator of `make bench`: N asyncio workers on one aiohttp session, each with
-state of its own (e.g. the refresh token it rotates), for a bounded time and count. Loopback only.
+"""The one load generator of `make bench`: wrk (C, one thread), driven by a Lua script per scenario.
 
-The same generator measures the bare hello-world, so its own cost is in every figure alike and
-the ratio to hello-world is what compares.
+An asyncio generator in Python tops out near the rate of the bare aiohttp hello-world it is meant
+to measure, which made the "ceiling" the generator's own; wrk on one thread costs a fraction of a
+core at the same rate, so the hello-world's figure is the server's. Every scenario runs with the
+same thread count and connections, after a warm-up run, bounded in time and in count, on loopback.
+
+A scenario is a request (static, or with one number drawn per request), the text every good answer
+contains, and optionally Lua of its own (the refresh scenario rotates a pool of refresh tokens).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
 
-import aiohttp
-
-# One request of one worker: send it, say whether the answer was the expected one.
-Step = Callable[[aiohttp.ClientSession], Awaitable[bool]]
-# Builds worker number i's step, with whatever state that worker keeps.
-Prepare = Callable[[aiohttp.ClientSession, int], Awaitable[Step]]
-
-WARMUP_PER_WORKER = 10
+WARMUP_SECONDS = 1.0
+# wrk's default of 2 s would count a 10,000-voucher createtokens as a timeout.
+TIMEOUT_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -36,60 +36,130 @@ class Result:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def percentile(sorted_values: list[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return sorted_values[min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))]
+@dataclass(frozen=True)
+class Scenario:
+    """One request shape. `body` may hold `{n}`: a number drawn per request from `draw` (inclusive),
+    zero-padded to `pad` digits. `expect` is plain text every good answer's body contains."""
+
+    path: str
+    method: str = "GET"
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+    draw: tuple[int, int] | None = None
+    pad: int = 0
+    expect: str = ""
+    # Lua defining `request()` and `check(body)` itself, for scenarios that keep state per request.
+    custom_lua: str = ""
 
 
-async def measure(
+def lua_string(text: str) -> str:
+    """A Lua long-bracket literal holding `text` verbatim (no escapes are interpreted inside)."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    eq = "=" * level
+    return f"[{eq}[{text}]{eq}]"
+
+
+def _request_lua(s: Scenario) -> str:
+    headers = "".join(f"wrk.headers[ {lua_string(k)} ] = {lua_string(v)}\n" for k, v in s.headers.items())
+    setup = f"wrk.method = {lua_string(s.method)}\nwrk.path = {lua_string(s.path)}\n{headers}"
+    if s.draw is None:
+        setup += f"wrk.body = {lua_string(s.body)}\n"
+        request = ""  # wrk sends the prepared request as is: the cheapest way
+    else:
+        head, _, tail = s.body.partition("{n}")
+        low, high = s.draw
+        request = (
+            "function request()\n"
+            f"  local n = string.format('%0{s.pad}d', math.random({low}, {high}))\n"
+            f"  return wrk.format(nil, nil, nil, {lua_string(head)} .. n .. {lua_string(tail)})\n"
+            "end\n"
+        )
+    check = f"function check(body)\n  return string.find(body, {lua_string(s.expect)}, 1, true) ~= nil\nend\n"
+    return setup + request + check
+
+
+# Counts answers per thread, stops at the request bound, and prints one JSON line at the end.
+_COMMON_LUA = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+answered, bad = 0, 0
+function response(status, headers, body)
+  answered = answered + 1
+  if status < 200 or status > 299 or not check(body) then bad = bad + 1 end
+  if answered >= MAX_REQUESTS then wrk.thread:stop() end
+end
+function done(summary, latency, requests)
+  local flagged = 0
+  for _, t in ipairs(threads) do flagged = flagged + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format(
+    '\\nRESULT {"requests": %d, "us": %d, "errors": %d, "p50_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration, flagged + e.connect + e.read + e.write + e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def script(s: Scenario, max_requests: int) -> str:
+    body = s.custom_lua or _request_lua(s)
+    return f"MAX_REQUESTS = {max_requests}\n{body}{_COMMON_LUA}"
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit("make bench needs wrk (Debian: apt-get install wrk); `make bench` installs it")
+    return found
+
+
+def run_wrk(url: str, lua: str, *, connections: int, seconds: float) -> dict[str, int]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
+        f.write(lua)
+        f.flush()
+        out = subprocess.run(
+            [
+                wrk_binary(),
+                "--threads=1",
+                f"--connections={connections}",
+                f"--duration={max(1, round(seconds))}s",
+                f"--timeout={TIMEOUT_SECONDS}s",
+                f"--script={f.name}",
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + TIMEOUT_SECONDS + 30,
+            check=False,
+        )
+    lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
+    if out.returncode != 0 or not lines:
+        raise RuntimeError(f"wrk failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    result: dict[str, int] = json.loads(lines[-1].removeprefix("RESULT "))
+    return result
+
+
+def measure(
     name: str,
-    prepare: Prepare,
+    base_url: str,
+    scenario: Scenario,
     *,
-    concurrency: int,
+    connections: int,
     duration: float,
     max_requests: int,
-    warmup: int = WARMUP_PER_WORKER,
+    warmup: bool = True,
 ) -> Result:
-    latencies: list[float] = []
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-        steps = [await prepare(session, i) for i in range(concurrency)]
-        for step in steps:  # connections open, caches and plans warm, before the clock starts
-            for _ in range(warmup):
-                await step(session)
-        stop_at = time.perf_counter() + duration
-
-        async def worker(step: Step) -> None:
-            nonlocal errors
-            while time.perf_counter() < stop_at and len(latencies) < max_requests:
-                started = time.perf_counter()
-                try:
-                    ok = await step(session)
-                except (aiohttp.ClientError, TimeoutError):
-                    ok = False
-                latencies.append(time.perf_counter() - started)
-                errors += not ok
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(step) for step in steps))
-        elapsed = time.perf_counter() - started
-    latencies.sort()
+    """Warm up (connections, caches, plans), then measure one bounded run."""
+    lua = script(scenario, max_requests)
+    if warmup:
+        run_wrk(base_url, lua, connections=connections, seconds=WARMUP_SECONDS)
+    r = run_wrk(base_url, lua, connections=connections, seconds=duration)
     return Result(
         name,
-        len(latencies),
-        errors,
-        elapsed,
-        percentile(latencies, 0.5) * 1e3,
-        percentile(latencies, 0.99) * 1e3,
+        r["requests"],
+        r["errors"],
+        r["us"] / 1e6,
+        r["p50_us"] / 1e3,
+        r["p99_us"] / 1e3,
     )
-
-
-def stateless(step: Step) -> Prepare:
-    """A Prepare for a step that keeps no state of its own."""
-
-    async def prepare(session: aiohttp.ClientSession, i: int) -> Step:
-        return step
-
-    return prepare

@@ -1,19 +1,21 @@
 """`make bench` (and `make bench-quick`): TokenHub's speed on this machine, in one run.
 
-    .venv/bin/python -m bench.run [--quick] [--concurrency 32] [--duration 10]
+    .venv/bin/python -m bench.run [--quick] [--concurrency 8] [--duration 10]
 
 Makes its own database (dropped afterwards) with 1,000,000 tokens of mixed kinds (600,000 Zabbix
 API tokens and 400,000 hotspot vouchers, all idle for 101 days, plus 10,000 live tokens), starts
 the registry, issuer and gateway and a bare aiohttp hello-world on free loopback ports, and
-measures with one asyncio load generator (bench/loadgen.py):
+measures with one load generator, wrk on one thread (bench/loadgen.py):
 
     hello                 the hello-world: the ceiling for this stack on this machine
+    hello_hop             a hello-world that answers by one aiohttp client call to the first: the
+                          ceiling of any request that crosses one internal hop (as token.get does)
     tokens_check          GET /v1/tokens/check with a valid access token
     zabbix_get_by_id      token.get by tokenids, authenticated with an API token
     zabbix_search_name    token.get with a search on name (limit 100)
     hotspot_gettokens     gettokens with two filters and limit 100
     hotspot_createtokens_10000  createtokens of 10,000 vouchers, one call at a time
-    tokens_refresh        tokens.refresh, each worker rotating its own pair
+    tokens_refresh        tokens.refresh, rotating a pool of refresh tokens
     sweeper_delete        `python -m sweeper --once` deleting every idle token (rows/s), while the
                           gateway serves token.get by id (p99 beside the same load without a sweep)
 
@@ -25,26 +27,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import functools
 import os
-import random
 import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Awaitable, Callable
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import orjson
 import redis
 
 from bench import seed
-from bench.loadgen import Prepare, Result, Step, measure, stateless
+from bench.loadgen import WARMUP_SECONDS, Result, Scenario, lua_string, measure, run_wrk, script
 from shared.secrets import Sealer
 from shared.settings import DEV_PEPPER, DEV_SEAL_KEY
 from tests.conftest import LOCAL_POSTGRES, LOCAL_REDIS, FreshDatabases, base_environment, run_cli
@@ -129,9 +132,11 @@ async def seed_database(dsn: str, env: dict[str, str], size: Size) -> World:
     return World(zabbix_ids, live_ids, api_secret, operator_key, email, "bench-app")
 
 
-def start_hello() -> tuple[subprocess.Popen[bytes], str]:
+def start_hello(*extra: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.hello", str(port)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.hello", str(port), *extra], stdout=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while http_status(url + "/") != 200:
@@ -144,101 +149,81 @@ def start_hello() -> tuple[subprocess.Popen[bytes], str]:
 
 # --- scenarios -------------------------------------------------------------------------------------
 
-
-def hello(url: str) -> Prepare:
-    async def step(session: aiohttp.ClientSession) -> bool:
-        async with session.get(url + "/") as r:
-            await r.read()
-            return r.status == 200
-
-    return stateless(step)
+HELLO = Scenario("/", expect="Hello")
+LISTING = {"used_at": 0, "multiple": 1, "limit": 100}  # gettokens: two filters, a page of 100
+BATCH = {"count": 10000, "multiple": 0, "lifetime": 3600}  # createtokens
+JSON_RPC = {"Content-Type": "application/json-rpc"}
 
 
-async def make_pair(session: aiohttp.ClientSession, gateway: str, world: World) -> dict[str, str]:
-    body = {"email": world.email, "password": PASSWORD, "appId": world.app_id}
-    async with session.post(gateway + "/v1/tokens", json=body) as r:
-        reply = await r.json()
-        assert r.status == 200, reply
-        data: dict[str, str] = reply["data"]
-        return data
+def post_json(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(  # noqa: S310 (the gateway's own http URL)
+        url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:  # noqa: S310 (loopback only)
+        reply: dict[str, Any] = orjson.loads(r.read())
+        return reply
 
 
-def tokens_check(gateway: str, world: World) -> Prepare:
-    async def prepare(session: aiohttp.ClientSession, i: int) -> Step:
-        headers = {"Authorization": (await make_pair(session, gateway, world))["accessToken"]}
-
-        async def step(session: aiohttp.ClientSession) -> bool:
-            async with session.get(gateway + "/v1/tokens/check", headers=headers) as r:
-                await r.read()
-                return r.status == 200
-
-        return step
-
-    return prepare
+def make_pair(gateway: str, world: World) -> dict[str, str]:
+    reply = post_json(
+        gateway + "/v1/tokens", {"email": world.email, "password": PASSWORD, "appId": world.app_id}
+    )
+    assert reply.get("success"), reply
+    data: dict[str, str] = reply["data"]
+    return data
 
 
-def tokens_refresh(gateway: str, world: World) -> Prepare:
-    async def prepare(session: aiohttp.ClientSession, i: int) -> Step:
-        current = (await make_pair(session, gateway, world))["refreshToken"]
-
-        async def step(session: aiohttp.ClientSession) -> bool:
-            nonlocal current
-            async with session.post(gateway + "/v1/tokens/refresh", headers={"Refresh": current}) as r:
-                reply = await r.json()
-                if r.status != 200:
-                    return False
-                current = reply["data"]["refreshToken"]
-                return True
-
-        return step
-
-    return prepare
+def tokens_check(gateway: str, world: World) -> Scenario:
+    token = make_pair(gateway, world)["accessToken"]
+    return Scenario("/v1/tokens/check", headers={"Authorization": token}, expect='"success":true')
 
 
-def zabbix(gateway: str, secret: str, params: Any, expect_rows: int | None) -> Prepare:
-    """token.get with `params()` per request; `expect_rows` rows in the answer (None: any)."""
-    url = gateway + "/api_jsonrpc.php"
-    headers = {"Content-Type": "application/json-rpc"}
-
-    async def step(session: aiohttp.ClientSession) -> bool:
-        body = orjson.dumps(
-            {"jsonrpc": "2.0", "method": "token.get", "params": params(), "auth": secret, "id": 1}
-        )
-        async with session.post(url, data=body, headers=headers) as r:
-            reply = orjson.loads(await r.read())
-            rows = reply.get("result")
-            return (
-                r.status == 200
-                and isinstance(rows, list)
-                and (expect_rows is None or len(rows) == expect_rows)
-            )
-
-    return stateless(step)
-
-
-def by_id(ids: tuple[int, int]) -> Any:
-    return lambda: {"output": "extend", "tokenids": [random.randint(*ids)]}
+def tokens_refresh(gateway: str, world: World, pairs: int) -> Scenario:
+    """Each request takes a refresh token from a pool and puts back the one its answer carries, so
+    every token is used once (a second use would revoke its family). With more tokens than
+    connections the pool never runs dry."""
+    pool = ", ".join(lua_string(make_pair(gateway, world)["refreshToken"]) for _ in range(pairs))
+    lua = f"""
+wrk.method = "POST"
+wrk.path = "/v1/tokens/refresh"
+local pool = {{{pool}}}
+function request()
+  return wrk.format(nil, nil, {{ ["Refresh"] = table.remove(pool) or "none" }}, "")
+end
+function check(body)
+  local token = string.match(body, '"refreshToken":"([^"]+)"')
+  if token == nil then return false end
+  table.insert(pool, token)
+  return true
+end
+"""
+    return Scenario("/v1/tokens/refresh", custom_lua=lua)
 
 
-def search_name() -> dict[str, Any]:
-    return {
-        "output": ["tokenid", "name"],
-        "search": {"name": f"{random.randint(0, 99999):05d}"},
-        "limit": 100,
-    }
+def zabbix(secret: str, params: dict[str, Any], draw: tuple[int, int], pad: int, expect: str) -> Scenario:
+    """token.get with `params`, where the string "{n}" in them becomes a number drawn per request."""
+    body = orjson.dumps(
+        {"jsonrpc": "2.0", "method": "token.get", "params": params, "auth": secret, "id": 1}
+    ).decode()
+    return Scenario("/api_jsonrpc.php", "POST", JSON_RPC, body, draw, pad, expect)
 
 
-def hotspot(gateway: str, key: str, method: str, parameters: dict[str, Any], rows: int) -> Prepare:
-    """One hotspot call, the same each time, expecting `rows` vouchers in the answer."""
-    body = orjson.dumps({"api_token": key, "method": method, "parameters": parameters})
+def by_id(secret: str, ids: tuple[int, int]) -> Scenario:
+    s = zabbix(secret, {"output": "extend", "tokenids": ["{n}"]}, ids, 0, '"result":[{"tokenid"')
+    # The id goes in as a bare number, as zabbix_utils sends it.
+    return dataclasses.replace(s, body=s.body.replace('["{n}"]', "[{n}]"))
+
+
+def search_name(secret: str) -> Scenario:
+    params = {"output": ["tokenid", "name"], "search": {"name": "{n}"}, "limit": 100}
+    return zabbix(secret, params, (0, 99999), 5, '"result":[')
+
+
+def hotspot(key: str, method: str, parameters: dict[str, Any], rows: int) -> Scenario:
+    """One hotspot call, the same each time, expecting `rows` vouchers (keys "0" to rows - 1)."""
+    body = orjson.dumps({"api_token": key, "method": method, "parameters": parameters}).decode()
     headers = {"Content-Type": "application/json"}
-
-    async def step(session: aiohttp.ClientSession) -> bool:
-        async with session.post(gateway + "/hotspot/api", data=body, headers=headers) as r:
-            reply = orjson.loads(await r.read())
-            return r.status == 200 and len(reply["data"]) == rows
-
-    return stateless(step)
+    return Scenario("/hotspot/api", "POST", headers, body, expect=f'"{rows - 1}":{{')
 
 
 # --- the run ---------------------------------------------------------------------------------------
@@ -252,76 +237,89 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def runner(size: Size, concurrency: int) -> Callable[[str, Prepare], Awaitable[Result]]:
-    """`measure` with this run's bounds."""
+def runner(size: Size, concurrency: int, base_url: str) -> Callable[..., Result]:
+    """`measure` against `base_url` with this run's bounds."""
     return functools.partial(
-        measure, concurrency=concurrency, duration=size.duration, max_requests=size.max_requests
+        measure,
+        base_url=base_url,
+        connections=concurrency,
+        duration=size.duration,
+        max_requests=size.max_requests,
     )
 
 
-async def scenarios(gateway: str, hello_url: str, world: World, size: Size, concurrency: int) -> list[Result]:
-    run = runner(size, concurrency)
-
-    return [
-        await run("hello", hello(hello_url)),
-        await run("tokens_check", tokens_check(gateway, world)),
-        await run("zabbix_get_by_id", zabbix(gateway, world.api_secret, by_id(world.zabbix_ids), 1)),
-        await run("zabbix_search_name", zabbix(gateway, world.api_secret, search_name, None)),
-        await run(
-            "hotspot_gettokens",
-            hotspot(
-                gateway, world.operator_key, "gettokens", {"used_at": 0, "multiple": 1, "limit": 100}, 100
+def scenarios(
+    gateway: str, hello_url: str, hop_url: str, world: World, size: Size, concurrency: int
+) -> list[Result]:
+    run = runner(size, concurrency, gateway)
+    hello = runner(size, concurrency, hello_url)
+    results = [
+        hello(name="hello", scenario=HELLO),
+        runner(size, concurrency, hop_url)(name="hello_hop", scenario=HELLO),
+        run(name="tokens_check", scenario=tokens_check(gateway, world)),
+        run(name="zabbix_get_by_id", scenario=by_id(world.api_secret, world.zabbix_ids)),
+        run(name="zabbix_search_name", scenario=search_name(world.api_secret)),
+        run(
+            name="hotspot_gettokens",
+            scenario=hotspot(
+                world.operator_key, "gettokens", {"used_at": 0, "multiple": 1, "limit": 100}, 100
             ),
-        ),
-        await run("tokens_refresh", tokens_refresh(gateway, world)),
-        # The ceiling once more: the higher of the two hello-world runs is the machine's.
-        await run("hello_again", hello(hello_url)),
-        # One call at a time, a few times: each makes 10,000 vouchers in one transaction.
-        await measure(
-            "hotspot_createtokens_10000",
-            hotspot(
-                gateway,
-                world.operator_key,
-                "createtokens",
-                {"count": 10000, "multiple": 0, "lifetime": 3600},
-                10000,
-            ),
-            concurrency=1,
-            duration=60,
-            max_requests=5,
-            warmup=0,
         ),
     ]
+    # Its own pool for the warm-up: a refresh token rotated there cannot be used again here.
+    warm = tokens_refresh(gateway, world, 2 * concurrency)
+    run_wrk(gateway, script(warm, size.max_requests), connections=concurrency, seconds=WARMUP_SECONDS)
+    refresh = tokens_refresh(gateway, world, 2 * concurrency)
+    results.append(run(name="tokens_refresh", scenario=refresh, warmup=False))
+    # The ceiling once more: the higher of the two hello-world runs is the machine's.
+    results.append(hello(name="hello_again", scenario=HELLO))
+    # One call at a time, a few times: each makes 10,000 vouchers in one transaction.
+    create = hotspot(
+        world.operator_key, "createtokens", {"count": 10000, "multiple": 0, "lifetime": 3600}, 10000
+    )
+    results.append(
+        measure(
+            "hotspot_createtokens_10000",
+            gateway,
+            create,
+            connections=1,
+            duration=6,
+            max_requests=5,
+            warmup=False,
+        )
+    )
+    return results
 
 
-async def sweep_phase(
+def sweep_phase(
     gateway: str, env: dict[str, str], world: World, size: Size, concurrency: int
 ) -> dict[str, Any]:
     """token.get on live tokens without, then with, the sweeper deleting every idle token."""
-    lookup = zabbix(gateway, world.api_secret, by_id(world.live_ids), 1)
-    run = runner(size, concurrency)
-    quiet = await run("zabbix_get_by_id_no_sweep", lookup)
+    lookup = by_id(world.api_secret, world.live_ids)
+    run = runner(size, concurrency, gateway)
+    quiet = run(name="zabbix_get_by_id_no_sweep", scenario=lookup)
     started = time.perf_counter()
-    sweeper = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sweeper", "--once", env=env, stdout=asyncio.subprocess.PIPE
+    sweeper = subprocess.Popen(
+        [sys.executable, "-m", "sweeper", "--once"], env=env, stdout=subprocess.PIPE, text=True
     )
     peak = 0.0
 
-    async def watch_rss() -> None:
+    def watch_rss() -> None:
         nonlocal peak
-        while sweeper.returncode is None:
+        while sweeper.poll() is None:
             try:
                 peak = max(peak, peak_rss_mb(sweeper.pid))
             except OSError:
                 return
-            await asyncio.sleep(0.2)
+            time.sleep(0.2)
 
-    watcher = asyncio.create_task(watch_rss())
-    during = await run("zabbix_get_by_id_during_sweep", lookup)
-    out, _ = await sweeper.communicate()
+    watcher = threading.Thread(target=watch_rss)
+    watcher.start()
+    during = run(name="zabbix_get_by_id_during_sweep", scenario=lookup, warmup=False)
+    out, _ = sweeper.communicate()
     elapsed = time.perf_counter() - started
-    await watcher
-    deleted = orjson.loads(out.decode().strip().splitlines()[-1])["delete_idle"]
+    watcher.join()
+    deleted = orjson.loads(out.strip().splitlines()[-1])["delete_idle"]
     return {"quiet": quiet, "during": during, "deleted": deleted, "seconds": elapsed, "rss": peak}
 
 
@@ -415,19 +413,20 @@ def main() -> None:
         print(f"seeding {size.zabbix + size.vouchers + LIVE:,} tokens", flush=True)
         world = asyncio.run(seed_database(dsn, env, size))
         hello_proc, hello_url = start_hello()
+        hop_proc, hop_url = start_hello("--hop", hello_url + "/")
         try:
             with (
                 tempfile.TemporaryDirectory() as logs,
                 running_cluster(env, Path(logs), ("registry", "issuer", "gateway")) as cluster,
             ):
-                results = asyncio.run(
-                    scenarios(cluster.gateway_url, hello_url, world, size, args.concurrency)
-                )
-                sweep = asyncio.run(sweep_phase(cluster.gateway_url, env, world, size, args.concurrency))
+                gateway = cluster.gateway_url
+                results = scenarios(gateway, hello_url, hop_url, world, size, args.concurrency)
+                sweep = sweep_phase(gateway, env, world, size, args.concurrency)
                 rss = {str(name): peak_rss_mb(s.proc.pid) for name, s in cluster.services.items() if s.proc}
         finally:
-            hello_proc.terminate()
-            hello_proc.wait()
+            for proc in (hop_proc, hello_proc):
+                proc.terminate()
+                proc.wait()
         out = report(results, sweep, rss)
         args.output.write_text(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
         print(table(out))

@@ -32,10 +32,14 @@ log = logging.getLogger(__name__)
 LOOKUPS = Counter(
     "tokenhub_gateway_verify_cache_total", "Verification cache lookups, by outcome.", ["outcome"]
 )
+HITS, MISSES = LOOKUPS.labels("hit"), LOOKUPS.labels("miss")
 
 
-def cache_key(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+def cache_key(token: str, realm: str = "") -> bytes:
+    """The dialects share one cache. A dialect that looks up whatever text a caller sends (the
+    hotspot's api_token) names its realm, so that another dialect's secret presented there finds
+    nothing of that dialect's verification."""
+    return hashlib.sha256(f"{realm}\x00{token}".encode() if realm else token.encode()).digest()
 
 
 class VerificationCache:
@@ -60,9 +64,9 @@ class VerificationCache:
             return None
         entry = self._entries.get(key)
         if entry is None or entry[0] <= time.monotonic():
-            LOOKUPS.labels("miss").inc()
+            MISSES.inc()
             return None
-        LOOKUPS.labels("hit").inc()
+        HITS.inc()
         return entry[2]
 
     def put(self, key: bytes, tag: str, value: Any, seconds_left: float) -> None:

@@ -74,20 +74,20 @@ async def create_vouchers(request: web.Request) -> web.Response:
         external_ref=body.external_ref,
         client_addr=body.client_addr,
     )
-    return json_response({"vouchers": [v.to_wire() for v in vouchers]}, status=201)
+    return json_response({"vouchers": vouchers}, status=201)
 
 
 async def search_vouchers(request: web.Request) -> web.Response:
     body = await read_model(request, SearchVouchers)
     filters = Filters(**body.model_dump(exclude={"actor_id", "client_addr"}))
     vouchers = await request.app[voucher_store_key].search(body.actor_id, filters)
-    return json_response({"vouchers": [v.to_wire() for v in vouchers]})
+    return json_response({"vouchers": vouchers})
 
 
 async def use_voucher(request: web.Request) -> web.Response:
     body = await read_model(request, UseVoucher)
     voucher = await request.app[voucher_store_key].use(body.actor_id, body.code, body.mac, body.client_addr)
-    return json_response({"voucher": voucher.to_wire()})
+    return json_response({"voucher": voucher})
 
 
 async def repay_vouchers(request: web.Request) -> web.Response:

@@ -3,6 +3,8 @@
 -- indexes of migration 0002. An owner of NULL means "every owner" (a super_admin); it only ever
 -- narrows a lookup that an index already drives (a code or a u_id), never a listing.
 -- Filters: NULL ignores; true keeps only vouchers with the attribute, false only those without.
+-- Times leave as whole unix seconds (floor, as Python's int(timestamp())): an integer decodes far
+-- faster than a timestamptz, and the wire format wants seconds anyway.
 
 -- name: actor
 SELECT role, status FROM users WHERE id = $1;
@@ -14,26 +16,42 @@ INSERT INTO tokens (kind, owner_id, creator_id, secret_hash, sealed_secret, mult
 SELECT 'voucher', $1, $1, v.secret_hash, v.sealed_secret, $4, $5, $6
 FROM unnest($2::bytea[], $3::bytea[]) AS v (secret_hash, sealed_secret)
 ON CONFLICT (secret_hash) DO NOTHING
-RETURNING id, owner_id, secret_hash, created_at, first_used_at, expires_at, repaid_at, mac, multi_use,
-          lifetime_s, external_ref;
+RETURNING id, owner_id, secret_hash,
+       floor(extract(epoch FROM created_at))::bigint AS created_at,
+       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
+       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
+       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+       mac, multi_use, lifetime_s, external_ref;
 
 -- name: search_owner
--- One operator's page: ids are picked on tokens_voucher_owner_idx alone (filters and offset
--- included), then only the page's rows are read.
-WITH page AS (
-    SELECT id FROM tokens
-    WHERE kind = 'voucher' AND deleted_at IS NULL AND owner_id = $1
-      AND ($2::boolean IS NULL OR (first_used_at IS NOT NULL) = $2)
-      AND ($3::boolean IS NULL OR (repaid_at IS NOT NULL) = $3)
-      AND ($4::boolean IS NULL OR multi_use = $4)
-      AND ($5::boolean IS NULL OR (lifetime_s > 0) = $5)
-    ORDER BY id
-    LIMIT $6 OFFSET $7
-)
-SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret, t.created_at, t.first_used_at, t.expires_at,
-       t.repaid_at, t.mac, t.multi_use, t.lifetime_s, t.external_ref
-FROM page JOIN tokens t ON t.id = page.id
-ORDER BY t.id;
+-- The actor ($1), whose role and status decide what it may list, and its own page: one round trip.
+-- The page's ids are picked on tokens_voucher_owner_idx alone (filters and offset included), then
+-- only the page's rows are read. The condition on the actor is a one-time filter of the lateral
+-- subquery: for a super_admin nothing is scanned here, and search_all answers instead.
+SELECT a.role AS actor_role, a.status AS actor_status, v.*
+FROM users a
+LEFT JOIN LATERAL (
+    SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret,
+           floor(extract(epoch FROM t.created_at))::bigint AS created_at,
+           floor(extract(epoch FROM t.first_used_at))::bigint AS first_used_at,
+           floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
+           floor(extract(epoch FROM t.repaid_at))::bigint AS repaid_at,
+           t.mac, t.multi_use, t.lifetime_s, t.external_ref
+    FROM (
+        SELECT id FROM tokens
+        WHERE kind = 'voucher' AND deleted_at IS NULL AND owner_id = a.id
+          AND ($2::boolean IS NULL OR (first_used_at IS NOT NULL) = $2)
+          AND ($3::boolean IS NULL OR (repaid_at IS NOT NULL) = $3)
+          AND ($4::boolean IS NULL OR multi_use = $4)
+          AND ($5::boolean IS NULL OR (lifetime_s > 0) = $5)
+        ORDER BY id
+        LIMIT $6 OFFSET $7
+    ) page
+    JOIN tokens t ON t.id = page.id
+    WHERE a.role <> 'super_admin' AND a.status = 'active'
+    ORDER BY t.id
+) v ON true
+WHERE a.id = $1;
 
 -- name: search_all
 -- Every operator's page (super_admin), on tokens_voucher_all_idx the same way.
@@ -47,15 +65,23 @@ WITH page AS (
     ORDER BY id
     LIMIT $5 OFFSET $6
 )
-SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret, t.created_at, t.first_used_at, t.expires_at,
-       t.repaid_at, t.mac, t.multi_use, t.lifetime_s, t.external_ref
+SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret,
+       floor(extract(epoch FROM t.created_at))::bigint AS created_at,
+       floor(extract(epoch FROM t.first_used_at))::bigint AS first_used_at,
+       floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
+       floor(extract(epoch FROM t.repaid_at))::bigint AS repaid_at,
+       t.mac, t.multi_use, t.lifetime_s, t.external_ref
 FROM page JOIN tokens t ON t.id = page.id
 ORDER BY t.id;
 
 -- name: search_by_code
 -- At most one row, found through tokens_secret_hash_key; the other filters still apply.
-SELECT id, owner_id, secret_hash, sealed_secret, created_at, first_used_at, expires_at,
-       repaid_at, mac, multi_use, lifetime_s, external_ref
+SELECT id, owner_id, secret_hash, sealed_secret,
+       floor(extract(epoch FROM created_at))::bigint AS created_at,
+       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
+       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
+       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+       mac, multi_use, lifetime_s, external_ref
 FROM tokens
 WHERE secret_hash = $1 AND kind = 'voucher' AND deleted_at IS NULL
   AND ($2::bigint IS NULL OR owner_id = $2)
@@ -69,8 +95,12 @@ LIMIT $8 OFFSET $9;
 
 -- name: search_by_ref
 -- One u_id's vouchers, on tokens_voucher_ref_idx.
-SELECT id, owner_id, secret_hash, sealed_secret, created_at, first_used_at, expires_at,
-       repaid_at, mac, multi_use, lifetime_s, external_ref
+SELECT id, owner_id, secret_hash, sealed_secret,
+       floor(extract(epoch FROM created_at))::bigint AS created_at,
+       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
+       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
+       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+       mac, multi_use, lifetime_s, external_ref
 FROM tokens
 WHERE external_ref = $1 AND kind = 'voucher' AND deleted_at IS NULL
   AND ($2::bigint IS NULL OR owner_id = $2)
@@ -85,8 +115,12 @@ LIMIT $7 OFFSET $8;
 -- Locks the voucher for the rest of the transaction: of two concurrent first uses, the second
 -- waits here and then sees the MAC the first one bound. Deleted rows are returned on purpose, so
 -- that using one fails as "deleted", not as "unknown".
-SELECT id, owner_id, secret_hash, sealed_secret, created_at, first_used_at, expires_at,
-       repaid_at, deleted_at, mac, multi_use, lifetime_s, external_ref,
+SELECT id, owner_id, secret_hash, sealed_secret,
+       floor(extract(epoch FROM created_at))::bigint AS created_at,
+       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
+       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
+       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+       deleted_at, mac, multi_use, lifetime_s, external_ref,
        (expires_at IS NOT NULL AND expires_at <= now()) AS is_expired
 FROM tokens
 WHERE secret_hash = $1 AND kind = 'voucher' AND ($2::bigint IS NULL OR owner_id = $2)
@@ -103,8 +137,12 @@ UPDATE tokens SET
                       ELSE expires_at END,
     last_used_at = now()
 WHERE id = $1
-RETURNING id, owner_id, secret_hash, sealed_secret, created_at, first_used_at, expires_at,
-          repaid_at, mac, multi_use, lifetime_s, external_ref;
+RETURNING id, owner_id, secret_hash, sealed_secret,
+       floor(extract(epoch FROM created_at))::bigint AS created_at,
+       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
+       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
+       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+          mac, multi_use, lifetime_s, external_ref;
 
 -- name: repay_vouchers
 -- Repaying twice is not an error and keeps the first repaid_at; `changed` tells which rows this

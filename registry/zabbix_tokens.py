@@ -150,15 +150,24 @@ class _Query:
         return f"${len(self.args)}"
 
 
+def _one_of(column: str, values: list[int], q: _Query) -> str:
+    """`column = $n` for one value, `= ANY($n)` for several. The common single-id lookup then gets
+    the cached generic plan: Postgres cannot cost `= ANY` of an unknown array, keeps planning it
+    afresh on every execution, and planning was two thirds of that statement's server time."""
+    if len(values) == 1:
+        return f"{column} = {q.param(values[0])}::bigint"
+    return f"{column} = ANY({q.param(values)}::bigint[])"
+
+
 def build_query(req: QueryRequest, pepper: str) -> tuple[str, str, list[Any]]:
     """The conditions of a token query, its ORDER BY/LIMIT, and the parameters of both ($1 is
     the actor, whose role the SQL itself turns into the scope)."""
     q = _Query()
     q.param(req.actor_id)
     if req.ids is not None:
-        q.conditions.append(f"t.id = ANY({q.param(req.ids)}::bigint[])")
+        q.conditions.append(_one_of("t.id", req.ids, q))
     if req.owner_ids is not None:
-        q.conditions.append(f"t.owner_id = ANY({q.param(req.owner_ids)}::bigint[])")
+        q.conditions.append(_one_of("t.owner_id", req.owner_ids, q))
     if req.secret is not None:
         q.conditions.append(f"t.secret_hash = {q.param(lookup_hash(req.secret, pepper))}")
     if req.valid_at is not None:

@@ -13,6 +13,7 @@ with a matching HTTP status, never 500. Domain errors from the services become h
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -265,7 +266,7 @@ async def _authenticate(request: web.Request, api_token: str | None) -> dict[str
         raise HotspotError("unauthorized", "the api_token is not valid")
     # An operator's key checked within the last second is taken as checked (gateway/verification_cache.py).
     cache = request.app[verification_cache_key]
-    key = cache_key(api_token)
+    key = cache_key(api_token, realm="hotspot")
     cached: dict[str, Any] | None = cache.get(key)
     if cached is not None:
         return cached
@@ -378,7 +379,14 @@ def normalise_mac(value: Any, name: str = "mac") -> str:
 
 
 def format_time(unix: int | None) -> str | None:
-    return None if unix is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix))
+    return None if unix is None else _format_second(unix)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_second(unix: int) -> str:
+    """Cached: a page of vouchers repeats its seconds (createtokens stamps a whole batch with one
+    created_at), and strftime was most of the gateway's cost of a gettokens page."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix))
 
 
 def voucher_object(voucher: dict[str, Any]) -> dict[str, Any]:
