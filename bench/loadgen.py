@@ -12,14 +12,38 @@ contains, and optionally Lua of its own (the refresh scenario rotates a pool of 
 from __future__ import annotations
 
 import json
+import os
+import resource
 import shutil
 import subprocess
+import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 WARMUP_SECONDS = 1.0
 # wrk's default of 2 s would count a 10,000-voucher createtokens as a timeout.
 TIMEOUT_SECONDS = 30
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+# CPU seconds used so far by each watched process group ("gateway", "postgres", ...).
+CpuProbe = Callable[[], dict[str, float]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of one process (0 once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and parentheses
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @dataclass(frozen=True)
@@ -30,6 +54,9 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    # CPU time per answered request, in microseconds, by process group (wrk included): where the
+    # two cores went, which is what limits the rate once wrk is not the bottleneck.
+    cpu_us: dict[str, float] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
@@ -149,12 +176,21 @@ def measure(
     duration: float,
     max_requests: int,
     warmup: bool = True,
+    probe: CpuProbe | None = None,
 ) -> Result:
     """Warm up (connections, caches, plans), then measure one bounded run."""
     lua = script(scenario, max_requests)
     if warmup:
         run_wrk(base_url, lua, connections=connections, seconds=WARMUP_SECONDS)
+    before = probe() if probe else {}
+    wrk_before = _children_cpu()
     r = run_wrk(base_url, lua, connections=connections, seconds=duration)
+    if r["requests"] >= max_requests:
+        print(f"warning: {name} stopped at its bound of {max_requests:,} requests", file=sys.stderr)
+    used = {"wrk": _children_cpu() - wrk_before}
+    if probe:
+        used |= {group: seconds - before.get(group, 0.0) for group, seconds in probe().items()}
+    requests = max(r["requests"], 1)
     return Result(
         name,
         r["requests"],
@@ -162,4 +198,5 @@ def measure(
         r["us"] / 1e6,
         r["p50_us"] / 1e3,
         r["p99_us"] / 1e3,
+        {group: round(seconds * 1e6 / requests, 1) for group, seconds in used.items() if seconds > 0},
     )
