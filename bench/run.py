@@ -287,12 +287,7 @@ def scenarios(
         run(name="tokens_check", scenario=tokens_check(gateway, world)),
         run(name="zabbix_get_by_id", scenario=by_id(world.api_secret, world.zabbix_ids)),
         run(name="zabbix_search_name", scenario=search_name(world.api_secret)),
-        run(
-            name="hotspot_gettokens",
-            scenario=hotspot(
-                world.operator_key, "gettokens", {"used_at": 0, "multiple": 1, "limit": 100}, 100
-            ),
-        ),
+        run(name="hotspot_gettokens", scenario=hotspot(world.operator_key, "gettokens", LISTING, 100)),
     ]
     # Its own pool for the warm-up: a refresh token rotated there cannot be used again here.
     warm = tokens_refresh(gateway, world, 2 * concurrency)
@@ -302,9 +297,7 @@ def scenarios(
     # The ceiling once more: the higher of the two hello-world runs is the machine's.
     results.append(hello(name="hello_again", scenario=HELLO))
     # One call at a time, a few times: each makes 10,000 vouchers in one transaction.
-    create = hotspot(
-        world.operator_key, "createtokens", {"count": 10000, "multiple": 0, "lifetime": 3600}, 10000
-    )
+    create = hotspot(world.operator_key, "createtokens", BATCH, 10000)
     results.append(
         measure(
             "hotspot_createtokens_10000",

@@ -181,7 +181,7 @@ class VoucherStore:
             else:
                 # Practically impossible unless the code space is nearly full; nothing is written.
                 raise Unavailable("could not find enough free voucher codes, try again")
-            created.sort(key=lambda v: int(v["id"]))
+            created.sort(key=lambda v: v["id"])
             await self._audit(
                 conn,
                 "created",
@@ -203,23 +203,22 @@ class VoucherStore:
         """Live vouchers the actor may see that pass the filters, in creation order, one page."""
         flags = (f.used, f.repaid, f.multi_use, f.has_lifetime)
         async with self.pool.acquire() as conn:
+            # The driving condition picks the query, so each has a plan that uses its index.
             if f.code is None and f.external_ref is None:
-                # An operator's listing, the hot path: the actor check rides in the same statement.
+                # A listing, the hot path: the actor check rides in the operator's statement.
                 rows = await conn.fetch(Q["search_owner"], actor_id, *flags, f.limit, f.offset)
                 if not rows or rows[0]["actor_status"] != "active":
                     raise Forbidden("the account cannot act", user_id=actor_id)
-                if rows[0]["actor_role"] != "super_admin":
-                    return [self._reveal(row) for row in rows if row["id"] is not None]
+                if rows[0]["actor_role"] == "super_admin":
+                    rows = await conn.fetch(Q["search_all"], *flags, f.limit, f.offset)
+                return [self._reveal(row) for row in rows if row["id"] is not None]
             owner = await self._owner_scope(conn, actor_id)
-            # The driving condition picks the query, so each has a plan that uses its index.
             if f.code is not None:
                 rows = await conn.fetch(
                     Q["search_by_code"], self._hash(f.code), owner, *flags, f.external_ref, f.limit, f.offset
                 )
-            elif f.external_ref is not None:
-                rows = await conn.fetch(Q["search_by_ref"], f.external_ref, owner, *flags, f.limit, f.offset)
             else:
-                rows = await conn.fetch(Q["search_all"], *flags, f.limit, f.offset)
+                rows = await conn.fetch(Q["search_by_ref"], f.external_ref, owner, *flags, f.limit, f.offset)
         return [self._reveal(row) for row in rows]
 
     # --- usetoken ------------------------------------------------------------------------------

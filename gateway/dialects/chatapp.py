@@ -65,6 +65,10 @@ def validation_error(message: str) -> ApiError:
     return ApiError(400, "ApiValidationError", message)
 
 
+def method_not_allowed(allowed: str) -> ApiError:
+    return ApiError(405, "ApiMethodNotAllowedError", "Method not allowed", {"Allow": allowed})
+
+
 def invalid_credentials() -> ApiError:
     # One answer for unknown e-mail, wrong password, unknown appId and disabled account.
     return ApiError(401, "ApiInvalidCredentialsError", "Invalid email, password or appId")
@@ -309,6 +313,17 @@ async def _verify(request: web.Request) -> dict[str, Any]:
         raise invalid_token() from exc
     cache.put(key, family_tag(verified["family"]), verified, verified["access_expires_at"] - time.time())
     return verified
+
+
+def refuse_other_methods(*methods: str) -> Handler:
+    """The answer of a path to any method it does not list: the error envelope with `Allow`,
+    where aiohttp's router would answer a text/plain 405. HEAD goes wherever GET does."""
+    allowed = ", ".join(sorted({*methods, *(("HEAD",) if "GET" in methods else ())}))
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        return failure(method_not_allowed(allowed))
+
+    return refuse
 
 
 @_endpoint

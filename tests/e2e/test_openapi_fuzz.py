@@ -180,11 +180,15 @@ def assert_envelope(case: Case[Any], response: schemathesis.Response) -> None:
     assert response.status_code < 500, response.text
     assert "Traceback" not in response.text
     if case.method.upper() not in documented_methods(case.path):
-        # The router refuses before any endpoint runs (the document's description says so): the
-        # one answer outside the envelope, and it must name exactly the methods that do exist.
+        # Refused in the envelope (the document's description says so), naming exactly the
+        # methods that do exist.
         assert response.status_code == 405
         allowed = {m.strip() for m in response.headers["allow"][0].split(",")}
         assert allowed == documented_methods(case.path)
+        assert orjson.loads(response.content or b"") == {
+            "success": False,
+            "error": {"code": "ApiMethodNotAllowedError", "message": "Method not allowed"},
+        }
         return
     if response.status_code == 204:
         assert response.content in (b"", None)

@@ -77,9 +77,12 @@ calls = st.fixed_dictionaries(
 bodies = calls | st.lists(calls, max_size=3) | json_values
 
 
-def post(url: str, data: bytes, content_type: str = "application/json-rpc") -> tuple[int, bytes]:
+def post(
+    url: str, data: bytes, content_type: str = "application/json-rpc", method: str = "POST"
+) -> tuple[int, bytes]:
     # Only ever the test's own gateway on loopback.
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type}, method="POST")  # noqa: S310
+    headers = {"Content-Type": content_type} if content_type else {}
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             return response.status, response.read()
@@ -144,6 +147,21 @@ def test_any_bytes_get_a_parse_error_or_a_412(cluster: Cluster, raw: bytes, cont
         decoded = json.loads(reply)
         for one in decoded if isinstance(decoded, list) else [decoded]:
             check_reply(one)
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_http_methods_are_answered_as_api_jsonrpc_php_does(cluster: Cluster, method: str) -> None:
+    """api_jsonrpc.php looks at the Content-Type, not at the method: without a JSON one a bare 412,
+    with one the body is read as a call like any POST's (an empty body is a parse error)."""
+    url = cluster.gateway_url + "/api_jsonrpc.php"
+    assert post(url, b"", "", method) == (412, b"")
+    status, raw = post(url, b"", "application/json", method)
+    assert status == 200
+    assert json.loads(raw)["error"]["code"] == -32700
+    call = {"jsonrpc": "2.0", "method": "apiinfo.version", "params": {}, "id": 7}
+    status, raw = post(url, json.dumps(call).encode(), "application/json-rpc", method)
+    assert status == 200
+    assert json.loads(raw)["result"] == "6.0.14"
 
 
 def test_oversized_body_gets_an_error_object(cluster: Cluster) -> None:
