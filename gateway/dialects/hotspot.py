@@ -385,7 +385,8 @@ def format_time(unix: int | None) -> str | None:
 @functools.lru_cache(maxsize=4096)
 def _format_second(unix: int) -> str:
     """Cached: a page of vouchers repeats its seconds (createtokens stamps a whole batch with one
-    created_at), and strftime was most of the gateway's cost of a gettokens page."""
+    created_at), and gmtime + strftime were the largest item of the gateway's own code in a
+    gettokens page (cProfile: 12 % of the gateway's time for a page of 100)."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(unix))
 
 
