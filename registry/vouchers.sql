@@ -3,8 +3,8 @@
 -- indexes of migration 0002. An owner of NULL means "every owner" (a super_admin); it only ever
 -- narrows a lookup that an index already drives (a code or a u_id), never a listing.
 -- Filters: NULL ignores; true keeps only vouchers with the attribute, false only those without.
--- Times leave as whole unix seconds (floor, as Python's int(timestamp())): an integer decodes far
--- faster than a timestamptz, and the wire format wants seconds anyway.
+-- Times leave as unix_seconds() (migration 0004): an integer decodes far faster than a
+-- timestamptz, and the wire format wants seconds anyway.
 
 -- name: actor
 SELECT role, status FROM users WHERE id = $1;
@@ -17,10 +17,8 @@ SELECT 'voucher', $1, $1, v.secret_hash, v.sealed_secret, $4, $5, $6
 FROM unnest($2::bytea[], $3::bytea[]) AS v (secret_hash, sealed_secret)
 ON CONFLICT (secret_hash) DO NOTHING
 RETURNING id, owner_id, secret_hash,
-       floor(extract(epoch FROM created_at))::bigint AS created_at,
-       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
-       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
-       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+       unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
+       unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
        mac, multi_use, lifetime_s, external_ref;
 
 -- name: search_owner
@@ -32,10 +30,8 @@ SELECT a.role AS actor_role, a.status AS actor_status, v.*
 FROM users a
 LEFT JOIN LATERAL (
     SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret,
-           floor(extract(epoch FROM t.created_at))::bigint AS created_at,
-           floor(extract(epoch FROM t.first_used_at))::bigint AS first_used_at,
-           floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
-           floor(extract(epoch FROM t.repaid_at))::bigint AS repaid_at,
+           unix_seconds(t.created_at) AS created_at, unix_seconds(t.first_used_at) AS first_used_at,
+           unix_seconds(t.expires_at) AS expires_at, unix_seconds(t.repaid_at) AS repaid_at,
            t.mac, t.multi_use, t.lifetime_s, t.external_ref
     FROM (
         SELECT id FROM tokens
@@ -66,10 +62,8 @@ WITH page AS (
     LIMIT $5 OFFSET $6
 )
 SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret,
-       floor(extract(epoch FROM t.created_at))::bigint AS created_at,
-       floor(extract(epoch FROM t.first_used_at))::bigint AS first_used_at,
-       floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
-       floor(extract(epoch FROM t.repaid_at))::bigint AS repaid_at,
+       unix_seconds(t.created_at) AS created_at, unix_seconds(t.first_used_at) AS first_used_at,
+       unix_seconds(t.expires_at) AS expires_at, unix_seconds(t.repaid_at) AS repaid_at,
        t.mac, t.multi_use, t.lifetime_s, t.external_ref
 FROM page JOIN tokens t ON t.id = page.id
 ORDER BY t.id;
@@ -77,10 +71,8 @@ ORDER BY t.id;
 -- name: search_by_code
 -- At most one row, found through tokens_secret_hash_key; the other filters still apply.
 SELECT id, owner_id, secret_hash, sealed_secret,
-       floor(extract(epoch FROM created_at))::bigint AS created_at,
-       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
-       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
-       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+       unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
+       unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
        mac, multi_use, lifetime_s, external_ref
 FROM tokens
 WHERE secret_hash = $1 AND kind = 'voucher' AND deleted_at IS NULL
@@ -96,10 +88,8 @@ LIMIT $8 OFFSET $9;
 -- name: search_by_ref
 -- One u_id's vouchers, on tokens_voucher_ref_idx.
 SELECT id, owner_id, secret_hash, sealed_secret,
-       floor(extract(epoch FROM created_at))::bigint AS created_at,
-       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
-       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
-       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+       unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
+       unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
        mac, multi_use, lifetime_s, external_ref
 FROM tokens
 WHERE external_ref = $1 AND kind = 'voucher' AND deleted_at IS NULL
@@ -116,10 +106,8 @@ LIMIT $7 OFFSET $8;
 -- waits here and then sees the MAC the first one bound. Deleted rows are returned on purpose, so
 -- that using one fails as "deleted", not as "unknown".
 SELECT id, owner_id, secret_hash, sealed_secret,
-       floor(extract(epoch FROM created_at))::bigint AS created_at,
-       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
-       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
-       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+       unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
+       unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
        deleted_at, mac, multi_use, lifetime_s, external_ref,
        (expires_at IS NOT NULL AND expires_at <= now()) AS is_expired
 FROM tokens
@@ -138,10 +126,8 @@ UPDATE tokens SET
     last_used_at = now()
 WHERE id = $1
 RETURNING id, owner_id, secret_hash, sealed_secret,
-       floor(extract(epoch FROM created_at))::bigint AS created_at,
-       floor(extract(epoch FROM first_used_at))::bigint AS first_used_at,
-       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
-       floor(extract(epoch FROM repaid_at))::bigint AS repaid_at,
+       unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
+       unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
           mac, multi_use, lifetime_s, external_ref;
 
 -- name: repay_vouchers

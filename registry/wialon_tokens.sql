@@ -28,12 +28,12 @@ SELECT 'wialon', $1::bigint, $2::bigint, $3::bytea, $4::bytea, $6::text, v.activ
        $7::int, $8::bigint, $9::bigint[], $10::jsonb
 FROM v
 RETURNING id, owner_id, creator_id, secret_hash, sealed_secret, name,
-          floor(extract(epoch FROM created_at))::bigint AS created_at,
-          floor(extract(epoch FROM activates_at))::bigint AS activates_at,
+          unix_seconds(created_at) AS created_at,
+          unix_seconds(activates_at) AS activates_at,
           lifetime_s,
-          floor(extract(epoch FROM expires_at))::bigint AS expires_at,
+          unix_seconds(expires_at) AS expires_at,
           flags, items, params,
-          floor(extract(epoch FROM last_used_at))::bigint AS last_used_at;
+          unix_seconds(last_used_at) AS last_used_at;
 
 -- name: lock_token
 -- The token to change, locked: a concurrent update or delete of it waits for this transaction.
@@ -56,44 +56,44 @@ UPDATE tokens t SET
 FROM v
 WHERE t.id = $1
 RETURNING t.id, t.owner_id, t.creator_id, t.secret_hash, t.sealed_secret, t.name,
-          floor(extract(epoch FROM t.created_at))::bigint AS created_at,
-          floor(extract(epoch FROM t.activates_at))::bigint AS activates_at,
+          unix_seconds(t.created_at) AS created_at,
+          unix_seconds(t.activates_at) AS activates_at,
           t.lifetime_s,
-          floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
+          unix_seconds(t.expires_at) AS expires_at,
           t.flags, t.items, t.params,
-          floor(extract(epoch FROM t.last_used_at))::bigint AS last_used_at;
+          unix_seconds(t.last_used_at) AS last_used_at;
 
 -- name: delete_token
 DELETE FROM tokens
 WHERE kind = 'wialon' AND secret_hash = $1 AND owner_id = $2
 RETURNING id, owner_id, creator_id, secret_hash, sealed_secret, name,
-          floor(extract(epoch FROM created_at))::bigint AS created_at,
-          floor(extract(epoch FROM activates_at))::bigint AS activates_at,
+          unix_seconds(created_at) AS created_at,
+          unix_seconds(activates_at) AS activates_at,
           lifetime_s,
-          floor(extract(epoch FROM expires_at))::bigint AS expires_at,
+          unix_seconds(expires_at) AS expires_at,
           flags, items, params,
-          floor(extract(epoch FROM last_used_at))::bigint AS last_used_at;
+          unix_seconds(last_used_at) AS last_used_at;
 
 -- name: delete_all_tokens
 DELETE FROM tokens
 WHERE kind = 'wialon' AND owner_id = $1
 RETURNING id, owner_id, creator_id, secret_hash, sealed_secret, name,
-          floor(extract(epoch FROM created_at))::bigint AS created_at,
-          floor(extract(epoch FROM activates_at))::bigint AS activates_at,
+          unix_seconds(created_at) AS created_at,
+          unix_seconds(activates_at) AS activates_at,
           lifetime_s,
-          floor(extract(epoch FROM expires_at))::bigint AS expires_at,
+          unix_seconds(expires_at) AS expires_at,
           flags, items, params,
-          floor(extract(epoch FROM last_used_at))::bigint AS last_used_at;
+          unix_seconds(last_used_at) AS last_used_at;
 
 -- name: list_tokens
 -- A user's tokens in creation order (tokens_owner_kind_idx).
 SELECT id, owner_id, creator_id, secret_hash, sealed_secret, name,
-       floor(extract(epoch FROM created_at))::bigint AS created_at,
-       floor(extract(epoch FROM activates_at))::bigint AS activates_at,
+       unix_seconds(created_at) AS created_at,
+       unix_seconds(activates_at) AS activates_at,
        lifetime_s,
-       floor(extract(epoch FROM expires_at))::bigint AS expires_at,
+       unix_seconds(expires_at) AS expires_at,
        flags, items, params,
-       floor(extract(epoch FROM last_used_at))::bigint AS last_used_at
+       unix_seconds(last_used_at) AS last_used_at
 FROM tokens
 WHERE kind = 'wialon' AND owner_id = $1
 ORDER BY id;
@@ -101,12 +101,12 @@ ORDER BY id;
 -- name: token_for_login
 -- The token behind a secret, with its owner, and why it could not be used now (if it cannot).
 SELECT t.id, t.owner_id, t.creator_id, t.secret_hash, t.sealed_secret, t.name,
-       floor(extract(epoch FROM t.created_at))::bigint AS created_at,
-       floor(extract(epoch FROM t.activates_at))::bigint AS activates_at,
+       unix_seconds(t.created_at) AS created_at,
+       unix_seconds(t.activates_at) AS activates_at,
        t.lifetime_s,
-       floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
+       unix_seconds(t.expires_at) AS expires_at,
        t.flags, t.items, t.params,
-       floor(extract(epoch FROM t.last_used_at))::bigint AS last_used_at,
+       unix_seconds(t.last_used_at) AS last_used_at,
        t.status,
        t.activates_at > now() AS not_yet_active,
        (t.expired OR t.expires_at <= now()) AS ended,
@@ -118,7 +118,7 @@ WHERE t.secret_hash = $1 AND t.kind = 'wialon';
 -- Wialon's `ll`: the time of the last login with the token. Nothing if it was deleted meanwhile.
 UPDATE tokens SET last_used_at = now()
 WHERE id = $1
-RETURNING floor(extract(epoch FROM last_used_at))::bigint AS last_used_at;
+RETURNING unix_seconds(last_used_at) AS last_used_at;
 
 -- name: insert_audit
 -- One event per token ($4): deleteAll names every token it removed.

@@ -107,7 +107,7 @@ _SORT_EXPRESSION: dict[str, str] = {
     "expires_at": "coalesce(t.expires_at, 'epoch')",
     "created_at": "t.created_at",
 }
-_EPOCH = "coalesce(floor(extract(epoch FROM {}))::bigint, 0)"
+_EPOCH = "coalesce(unix_seconds({}), 0)"
 _FILTER_EXPRESSION: dict[str, tuple[str, str]] = {
     "id": ("t.id", "bigint"),
     "owner_id": ("t.owner_id", "bigint"),

@@ -58,7 +58,7 @@ WHERE t.id = v.id;
 -- A guest's token authenticates nobody: Zabbix 6.0.14 answers it "Not authorized." (after "API
 -- token expired." if it has ended) and records no lastaccess.
 WITH hit AS (
-    SELECT t.id AS token_id, t.last_used_at, floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
+    SELECT t.id AS token_id, t.last_used_at, unix_seconds(t.expires_at) AS expires_at,
            u.id, u.username, u.email, u.role, u.parent_id, u.status
     FROM tokens t JOIN users u ON u.id = t.owner_id
     WHERE t.secret_hash = $1 AND t.kind = 'zabbix' AND t.status = 'active'
@@ -90,9 +90,9 @@ SELECT a.role AS actor_role, a.status AS actor_status, t.*
 FROM users a
 LEFT JOIN LATERAL (
     SELECT t.id, t.owner_id, t.creator_id, t.name, t.description, t.status,
-           floor(extract(epoch FROM t.created_at))::bigint AS created_at,
-           floor(extract(epoch FROM t.expires_at))::bigint AS expires_at,
-           floor(extract(epoch FROM t.last_used_at))::bigint AS last_used_at
+           unix_seconds(t.created_at) AS created_at,
+           unix_seconds(t.expires_at) AS expires_at,
+           unix_seconds(t.last_used_at) AS last_used_at
     FROM tokens t
     WHERE t.kind = 'zabbix' AND (a.role = 'super_admin' OR t.owner_id = a.id) /*where*/
     /*order*/
