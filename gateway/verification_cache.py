@@ -35,11 +35,10 @@ LOOKUPS = Counter(
 HITS, MISSES = LOOKUPS.labels("hit"), LOOKUPS.labels("miss")
 
 
-def cache_key(token: str, realm: str = "") -> bytes:
-    """The dialects share one cache. A dialect that looks up whatever text a caller sends (the
-    hotspot's api_token) names its realm, so that another dialect's secret presented there finds
-    nothing of that dialect's verification."""
-    return hashlib.sha256(f"{realm}\x00{token}".encode() if realm else token.encode()).digest()
+def cache_key(realm: str, token: str) -> bytes:
+    """The dialects share one cache, each in a realm of its own (its name): a secret that one
+    dialect verified and a caller then presents to another finds nothing there."""
+    return hashlib.sha256(f"{realm}\x00{token}".encode()).digest()
 
 
 class VerificationCache:

@@ -301,7 +301,7 @@ async def _verify(request: web.Request) -> dict[str, Any]:
     A verdict the gateway got within the last second is reused (gateway/verification_cache.py)."""
     token = plausible(token_from_header(request.headers.get("Authorization")), "at")
     cache = request.app[verification_cache_key]
-    key = cache_key(token)
+    key = cache_key("chatapp", token)
     cached: dict[str, Any] | None = cache.get(key)
     if cached is not None and cached["access_expires_at"] > time.time():
         return cached

@@ -266,7 +266,7 @@ async def _authenticate(request: web.Request, api_token: str | None) -> dict[str
         raise HotspotError("unauthorized", "the api_token is not valid")
     # An operator's key checked within the last second is taken as checked (gateway/verification_cache.py).
     cache = request.app[verification_cache_key]
-    key = cache_key(api_token, realm="hotspot")
+    key = cache_key("hotspot", api_token)
     cached: dict[str, Any] | None = cache.get(key)
     if cached is not None:
         return cached

@@ -15,52 +15,56 @@ def live_cache(ttl: float = 1.0, max_entries: int = 100) -> VerificationCache:
 
 def test_serves_what_it_was_given_until_the_ttl() -> None:
     cache = live_cache(ttl=0.05)
-    cache.put(cache_key("a"), family_tag("f"), {"user_id": 1}, seconds_left=60)
-    assert cache.get(cache_key("a")) == {"user_id": 1}
+    cache.put(cache_key("test", "a"), family_tag("f"), {"user_id": 1}, seconds_left=60)
+    assert cache.get(cache_key("test", "a")) == {"user_id": 1}
     time.sleep(0.06)
-    assert cache.get(cache_key("a")) is None
+    assert cache.get(cache_key("test", "a")) is None
 
 
 def test_never_beyond_the_tokens_own_end() -> None:
     cache = live_cache(ttl=60)
-    cache.put(cache_key("ending"), family_tag("f"), "v", seconds_left=0)
-    cache.put(cache_key("ended"), family_tag("f"), "v", seconds_left=-5)
-    assert cache.get(cache_key("ending")) is None
-    assert cache.get(cache_key("ended")) is None
+    cache.put(cache_key("test", "ending"), family_tag("f"), "v", seconds_left=0)
+    cache.put(cache_key("test", "ended"), family_tag("f"), "v", seconds_left=-5)
+    assert cache.get(cache_key("test", "ending")) is None
+    assert cache.get(cache_key("test", "ended")) is None
 
 
 def test_serves_and_stores_nothing_while_not_subscribed() -> None:
     cache = VerificationCache(1.0)
-    cache.put(cache_key("a"), family_tag("f"), "v", seconds_left=60)
+    cache.put(cache_key("test", "a"), family_tag("f"), "v", seconds_left=60)
     cache.live = True
-    assert cache.get(cache_key("a")) is None  # not stored while down
-    cache.put(cache_key("a"), family_tag("f"), "v", seconds_left=60)
+    assert cache.get(cache_key("test", "a")) is None  # not stored while down
+    cache.put(cache_key("test", "a"), family_tag("f"), "v", seconds_left=60)
     cache.live = False
-    assert cache.get(cache_key("a")) is None  # not served while down
+    assert cache.get(cache_key("test", "a")) is None  # not served while down
 
 
 def test_a_revocation_drops_every_entry_of_its_tag_only() -> None:
     cache = live_cache()
-    cache.put(cache_key("a1"), family_tag("f1"), "a1", 60)
-    cache.put(cache_key("a2"), family_tag("f1"), "a2", 60)
-    cache.put(cache_key("b"), family_tag("f2"), "b", 60)
-    cache.put(cache_key("t"), token_tag(7), "t", 60)
+    cache.put(cache_key("test", "a1"), family_tag("f1"), "a1", 60)
+    cache.put(cache_key("test", "a2"), family_tag("f1"), "a2", 60)
+    cache.put(cache_key("test", "b"), family_tag("f2"), "b", 60)
+    cache.put(cache_key("test", "t"), token_tag(7), "t", 60)
     cache.drop(family_tag("f1"))
     cache.drop(token_tag(7))
-    assert [cache.get(cache_key(k)) for k in ("a1", "a2", "b", "t")] == [None, None, "b", None]
+    assert [cache.get(cache_key("test", k)) for k in ("a1", "a2", "b", "t")] == [None, None, "b", None]
 
 
 def test_size_is_bounded_oldest_first() -> None:
     cache = live_cache(max_entries=3)
     for name in "abcd":
-        cache.put(cache_key(name), family_tag(name), name, 60)
-    assert [cache.get(cache_key(k)) for k in "abcd"] == [None, "b", "c", "d"]
+        cache.put(cache_key("test", name), family_tag(name), name, 60)
+    assert [cache.get(cache_key("test", k)) for k in "abcd"] == [None, "b", "c", "d"]
     cache.drop(family_tag("a"))  # the evicted entry's tag is gone too, harmlessly
     cache.clear()
-    assert cache.get(cache_key("d")) is None
+    assert cache.get(cache_key("test", "d")) is None
 
 
 def test_keys_are_digests_not_tokens() -> None:
-    key = cache_key("th_at_secret")
+    key = cache_key("test", "th_at_secret")
     assert len(key) == 32
     assert b"secret" not in key
+
+
+def test_each_dialect_has_a_realm_of_its_own() -> None:
+    assert cache_key("zabbix", "same-secret") != cache_key("hotspot", "same-secret")

@@ -249,7 +249,7 @@ async def authenticate_token(ctx: Context, secret: str) -> Caller:
     once a second) as it checks; a check made within the last second may be reused
     (gateway/verification_cache.py), which records nothing the registry would have written."""
     cache = ctx.request.app[verification_cache_key]
-    key = cache_key(secret)
+    key = cache_key("zabbix", secret)
     reply: dict[str, Any] | None = cache.get(key)
     if reply is None or (reply["expires_at"] is not None and reply["expires_at"] < time.time()):
         try:
