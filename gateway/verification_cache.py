@@ -53,8 +53,8 @@ class VerificationCache:
         self.max_entries = max_entries
         self._client = client  # to tell the other gateways; None when the cache is off
         self._prefix = prefix
-        # key -> (monotonic expiry, tag, value); insertion-ordered, so the oldest go first.
-        self._entries: dict[bytes, tuple[float, str, Any]] = {}
+        # key -> (monotonic expiry, tags, value); insertion-ordered, so the oldest go first.
+        self._entries: dict[bytes, tuple[float, tuple[str, ...], Any]] = {}
         self._by_tag: dict[str, set[bytes]] = {}
         self.live = False  # True only while the revocation subscription is up
 
@@ -68,20 +68,25 @@ class VerificationCache:
         HITS.inc()
         return entry[2]
 
-    def put(self, key: bytes, tag: str, value: Any, seconds_left: float) -> None:
-        """Remember a verification for at most the TTL and never beyond the token's own end."""
+    def put(self, key: bytes, tags: tuple[str, ...], value: Any, seconds_left: float) -> None:
+        """Remember a verification for at most the TTL and never beyond the token's own end, filed
+        under every tag a revocation may name it by (its token or family, and its owner)."""
         lifetime = min(self.ttl, seconds_left)
         if not self.live or lifetime <= 0:
             return
+        if key in self._entries:
+            self._forget(key)
         while len(self._entries) >= self.max_entries:
             oldest = next(iter(self._entries))
             self._forget(oldest)
-        self._entries[key] = (time.monotonic() + lifetime, tag, value)
-        self._by_tag.setdefault(tag, set()).add(key)
+        self._entries[key] = (time.monotonic() + lifetime, tags, value)
+        for tag in tags:
+            self._by_tag.setdefault(tag, set()).add(key)
 
     def drop(self, tag: str) -> None:
         for key in self._by_tag.pop(tag, set()):
-            self._entries.pop(key, None)
+            if key in self._entries:
+                self._forget(key)
 
     async def invalidate(self, token_ids: list[int]) -> None:
         """A token changed through this gateway: forget it here at once, and tell the others. If
@@ -101,12 +106,13 @@ class VerificationCache:
         self._by_tag.clear()
 
     def _forget(self, key: bytes) -> None:
-        _, tag, _ = self._entries.pop(key)
-        keys = self._by_tag.get(tag)
-        if keys is not None:
-            keys.discard(key)
-            if not keys:
-                del self._by_tag[tag]
+        _, tags, _ = self._entries.pop(key)
+        for tag in tags:
+            keys = self._by_tag.get(tag)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_tag[tag]
 
 
 def family_tag(family: str) -> str:
@@ -135,11 +141,13 @@ async def follow_revocations(client: redis.asyncio.Redis, channel: str, cache: V
                         cache.clear()  # anything cached before this moment may have missed a message
                         cache.live = True
                         continue
-                    token_ids, families = revocations.parse(message["data"])
-                    for token_id in token_ids:
+                    revoked = revocations.parse(message["data"])
+                    for token_id in revoked.token_ids:
                         cache.drop(token_tag(token_id))
-                    for family in families:
+                    for family in revoked.families:
                         cache.drop(family_tag(family))
+                    for user_id in revoked.users:
+                        cache.drop(user_tag(user_id))
         except asyncio.CancelledError:
             raise
         except (redis.exceptions.RedisError, OSError) as exc:

@@ -7,14 +7,24 @@ from typing import Any
 
 import redis.exceptions
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
-from issuer.keys import pairs_key, redis_key, registry_key, sessions_key, settings_key, throttle_key
+from issuer.keys import (
+    pairs_key,
+    redis_key,
+    registry_key,
+    sessions_key,
+    settings_key,
+    throttle_key,
+    trail_key,
+)
+from issuer.logins import Logins
 from issuer.pairs import CredentialCache, Pairs, PairStore
-from issuer.redis_keys import RedisKeys
+from issuer.redis_keys import REDIS_POOL_MAX, RedisKeys
 from issuer.routes import setup_routes
 from issuer.sessions import Sessions
 from issuer.throttle import FailureThrottle
+from issuer.trail import SecurityTrail
 from shared.errors import Unavailable
 from shared.internal import InternalClient, domain_error_middleware, internal_key_middleware
 from shared.settings import Settings
@@ -33,12 +43,17 @@ async def redis_error_middleware(request: web.Request, handler: Any) -> web.Stre
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    client = Redis.from_url(
+    # Blocking: a burst of requests beyond the pool's size waits its turn for a connection (at most
+    # the store timeout) instead of failing at once with "too many connections".
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=REDIS_POOL_MAX,
+        timeout=settings.store_timeout,
         socket_timeout=settings.store_timeout,
         socket_connect_timeout=settings.store_timeout,
         health_check_interval=30,
     )
+    client = Redis.from_pool(pool)
     app[redis_key] = client
     yield
     await client.aclose()
@@ -66,13 +81,17 @@ async def domain_objects(app: web.Application) -> AsyncIterator[None]:
         default_limit=settings.login_failures_max,
         window=settings.login_failure_window,
     )
+    trail = SecurityTrail(app[registry_key])
+    logins = Logins(throttle, app[registry_key], trail)
     app[throttle_key] = throttle
-    app[sessions_key] = Sessions(app[redis_key], keys, app[registry_key], settings.pepper, throttle)
+    app[trail_key] = trail
+    app[sessions_key] = Sessions(app[redis_key], keys, app[registry_key], settings.pepper, logins)
     app[pairs_key] = Pairs(
         PairStore(app[redis_key], keys, settings.pepper),
         CredentialCache(app[redis_key], keys, settings.credential_cache_ttl),
         app[registry_key],
-        throttle,
+        logins,
+        trail,
     )
     yield
 

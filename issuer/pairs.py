@@ -9,6 +9,8 @@
   are checked: a wrong password never spends it, and it lives in Redis, not in this process.
 - A successful credential check is remembered in Redis for a few seconds (CredentialCache), so a
   burst of makes with the right password costs one Argon2id check, not one each.
+- A family records its account's epoch (shared/revocations.py): once `tokenhub users revoke` or
+  `users disable` moves it on, every check and refresh of the family fails, and the family is ended.
 
 The vocabulary here is TokenHub's (access_token, access_expires_at...): the gateway's ChatApp dialect
 translates it to the wire names.
@@ -30,10 +32,11 @@ from urllib.parse import quote
 
 from redis.asyncio import Redis
 
+from issuer.logins import Logins
 from issuer.redis_keys import PAIRS_REALM, QUOTA_GRACE_S, RedisKeys
-from issuer.throttle import FailureThrottle
+from issuer.trail import SecurityTrail
 from shared import revocations
-from shared.errors import BadCredentials, NotFound, QuotaExceeded, TokenHubError
+from shared.errors import BadCredentials, NotFound, QuotaExceeded
 from shared.internal import InternalClient
 from shared.secrets import lookup_hash
 
@@ -108,6 +111,7 @@ class Pair:
     access_expires_at: int
     refresh_token: str
     refresh_expires_at: int
+    epoch: int = 0  # the account's epoch the family was made under; not for the wire
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -128,6 +132,7 @@ class Verified:
     app_id: str
     expires_at: int
     family: str  # revocations name families: a verification cache files the answer under it
+    epoch: int = 0  # the account's epoch the family was made under; not for the wire
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -155,7 +160,8 @@ class CredentialCache:
     only in this process: whoever reads Redis, even with the pepper, cannot test password guesses
     against the entries at HMAC speed. Losing the key (a restart) loses only cache hits, never a
     decision; replicas do not share hits, which costs one check per replica. The price: a password
-    change or a disabled account takes effect for tokens.make up to `ttl` seconds late.
+    change takes effect for tokens.make up to `ttl` seconds late (a disabled account at once: every
+    make reads the account's state in Redis).
     """
 
     def __init__(self, redis: Redis, keys: RedisKeys, ttl: int) -> None:
@@ -212,7 +218,9 @@ class PairStore:
         refused = 0 if taken else int(reply[2])
         return taken, Quota(limit, max(0, limit - used), reset_at), refused
 
-    async def make(self, user_id: int, app_id: str, access_ttl: int, refresh_ttl: int, now: int) -> Pair:
+    async def make(
+        self, user_id: int, app_id: str, access_ttl: int, refresh_ttl: int, now: int, epoch: int = 0
+    ) -> Pair:
         family = new_family_id()
         access, refresh = new_token("access", family), new_token("refresh", family)
         access_end, refresh_end = now + access_ttl, now + refresh_ttl
@@ -227,6 +235,7 @@ class PairStore:
                     "access_ttl": access_ttl,
                     "refresh_ttl": refresh_ttl,
                     "created_at": now,
+                    "epoch": epoch,
                 },
             )
             pipe.expireat(family_key, max(access_end, refresh_end))
@@ -237,7 +246,7 @@ class PairStore:
                 exat=refresh_end,
             )
             await pipe.execute()
-        return Pair(user_id, app_id, access, access_end, refresh, refresh_end)
+        return Pair(user_id, app_id, access, access_end, refresh, refresh_end, epoch)
 
     async def refresh(self, refresh_token: str, now: int) -> Pair | tuple[Literal["reused"], int, str] | None:
         """The next pair; ("reused", user_id, app_id) when the token had been used before (the
@@ -257,7 +266,9 @@ class PairStore:
         )
         outcome = _text(reply[0])
         if outcome == "ok":
-            return Pair(int(reply[1]), _text(reply[2]), access, int(reply[3]), refresh, int(reply[4]))
+            return Pair(
+                int(reply[1]), _text(reply[2]), access, int(reply[3]), refresh, int(reply[4]), int(reply[5])
+            )
         if outcome == "reused":
             return ("reused", int(reply[1]), _text(reply[2]))
         return None
@@ -272,7 +283,18 @@ class PairStore:
         )
         if not reply:
             return None
-        return Verified(int(reply[0]), _text(reply[1]), int(reply[2]), family)
+        return Verified(int(reply[0]), _text(reply[1]), int(reply[2]), family, int(reply[3]))
+
+    async def account_state(self, user_id: int) -> revocations.AccountState:
+        # Its own command, never in a family's script: the account's key lives in another slot.
+        return await revocations.account_state(self._redis, self._keys.prefix, user_id)
+
+    async def end_family(self, family: str) -> None:
+        """End a family whatever its tokens' state (its account's credentials were revoked)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(self._keys.pair_family(family))
+            pipe.publish(self._keys.pair_revocations, self._revocation_message(family))
+            await pipe.execute()
 
     async def revoke(self, access_token: str, now: int) -> tuple[int, str] | None:
         """Revoke the family of a valid access token; (user_id, app_id), or None if not valid."""
@@ -299,18 +321,18 @@ class Pairs:
         store: PairStore,
         credentials: CredentialCache,
         registry: InternalClient,
-        throttle: FailureThrottle,
+        logins: Logins,
+        trail: SecurityTrail,
         realm: str = PAIRS_REALM,
     ) -> None:
         self.store = store
         self._credentials = credentials
         self._registry = registry
-        self._throttle = throttle
+        self._logins = logins
+        self._trail = trail
         self._realm = realm
 
     async def make(self, email: str, password: str, app_id: str, client_addr: str) -> tuple[Pair, Quota]:
-        subjects = {"account": email.lower(), "address": client_addr}
-        await self._throttle.check(self._realm, subjects)
         # The app first: it is cheap, and an unknown app spends no password check. It reveals only
         # whether an app id exists, never whether an e-mail does.
         if app_id in (".", ".."):
@@ -319,14 +341,23 @@ class Pairs:
             # and answer 404 for the route, not the app. No app by these ids can be looked up.
             raise NotFound("no such app")
         app = (await self._registry.call("GET", f"/v1/apps/{_path_segment(app_id)}"))["app"]
-        user_id = await self._authenticate(email, password, subjects)
+        attempt = await self._logins.attempt(self._realm, email, client_addr)
+        async with attempt:
+            user_id = await self._authenticate(email, password, client_addr)
+            state = await self.store.account_state(user_id)
+            if state.disabled:  # a right password from the credential cache, for a disabled account
+                raise BadCredentials("the account is disabled")
         # The quota only after the credentials: a wrong password must not spend anyone's quota.
         now = int(time.time())
         taken, quota, refused = await self.store.take_quota(user_id, app["app_id"], app["daily_quota"], now)
         if not taken:
             if refused == 1:  # the day's first refusal is audited; a client stuck in a loop is not
-                await self._audit(
-                    "quota_refused", user_id, client_addr, {"app_id": app_id, "limit": quota.limit}
+                await self._trail.record(
+                    "quota_refused",
+                    kind="chatapp",
+                    client_addr=client_addr,
+                    subject_id=user_id,
+                    details={"app_id": app_id, "limit": quota.limit},
                 )
             raise QuotaExceeded(
                 "daily tokens.make quota used up",
@@ -335,70 +366,70 @@ class Pairs:
                 reset_at=quota.reset_at,
                 retry_after=seconds_to_reset(now),
             )
-        pair = await self.store.make(user_id, app["app_id"], app["access_ttl"], app["refresh_ttl"], now)
+        pair = await self.store.make(
+            user_id, app["app_id"], app["access_ttl"], app["refresh_ttl"], now, state.epoch
+        )
         return pair, quota
 
-    async def _authenticate(self, email: str, password: str, subjects: dict[str, str]) -> int:
-        """The user id for these credentials; BadCredentials (counted by the throttle) otherwise."""
+    async def _authenticate(self, email: str, password: str, client_addr: str) -> int:
+        """The user id for these credentials, from the credential cache or the registry (which
+        records the login); BadCredentials otherwise."""
         user_id = await self._credentials.user_id(email, password)
-        if user_id is None:
-            try:
-                reply = await self._registry.call(
-                    "POST", "/v1/users/authenticate", {"email": email, "password": password}
-                )
-            except (BadCredentials, NotFound):
-                await self._throttle.record_failure(self._realm, subjects)
-                raise
-            user_id = int(reply["user"]["id"])
-            await self._credentials.remember(email, password, user_id)
-        await self._throttle.clear(self._realm, "account", email.lower())
+        if user_id is not None:
+            # No registry check to record it, so recorded here: every tokens.make is a login.
+            await self._trail.record(
+                "login_succeeded",
+                kind=self._realm,
+                client_addr=client_addr,
+                subject_id=user_id,
+                details={"realm": self._realm, "cached": True},
+            )
+            return user_id
+        user = await self._logins.check_password(self._realm, password, client_addr, email=email)
+        user_id = int(user["id"])
+        await self._credentials.remember(email, password, user_id)
         return user_id
+
+    async def _standing(self, user_id: int, epoch: int, family: str) -> bool:
+        """Whether the account still honours a family made under `epoch`; if not, the family ends."""
+        state = await self.store.account_state(user_id)
+        if state.honours(epoch):
+            return True
+        await self.store.end_family(family)
+        return False
 
     async def refresh(self, refresh_token: str, client_addr: str) -> Pair:
         outcome = await self.store.refresh(refresh_token, int(time.time()))
+        family = token_family(refresh_token, "refresh")
         if isinstance(outcome, Pair):
-            return outcome
+            # Checked after the rotation, which needs the family's owner first; the new pair of a
+            # revoked account is never handed out, and its family ends here.
+            assert family is not None
+            if await self._standing(outcome.user_id, outcome.epoch, family):
+                return outcome
+            raise NotFound("the account's credentials have been revoked")
         if outcome is not None:
             _, user_id, app_id = outcome
-            family = token_family(refresh_token, "refresh")
             log.warning("refresh token reused; family revoked", extra={"family": family, "user_id": user_id})
-            await self._audit(
-                "refresh_reuse_detected", user_id, client_addr, {"app_id": app_id, "family": family}
+            await self._trail.record(
+                "refresh_reuse_detected",
+                kind="chatapp",
+                client_addr=client_addr,
+                subject_id=user_id,
+                details={"app_id": app_id, "family": family},
             )
             raise NotFound("refresh token already used; its family is revoked", reuse_detected=True)
         raise NotFound("unknown, expired or revoked refresh token")
 
     async def check(self, access_token: str) -> Verified:
         verified = await self.store.check(access_token, int(time.time()))
-        if verified is None:
+        if verified is None or not await self._standing(verified.user_id, verified.epoch, verified.family):
             raise NotFound("unknown, expired or revoked access token")
         return verified
 
     async def revoke(self, access_token: str) -> None:
         if await self.store.revoke(access_token, int(time.time())) is None:
             raise NotFound("unknown, expired or revoked access token")
-
-    async def _audit(self, event: str, user_id: int, client_addr: str, details: dict[str, Any]) -> None:
-        """Record a security event in the registry's audit log. The Redis side has already happened
-        and must stand, so a registry that does not answer costs the event, loudly, not the reply."""
-        try:
-            await self._registry.call(
-                "POST",
-                "/v1/audit",
-                {
-                    "event": event,
-                    "subject_id": user_id,
-                    "kind": "chatapp",
-                    "client_addr": client_addr,
-                    "details": details,
-                },
-            )
-        except TokenHubError as exc:
-            log.error(
-                "audit event lost: %s",
-                exc.message,
-                extra={"audit_event": event, "user_id": user_id, **details},
-            )
 
 
 def _path_segment(value: str) -> str:

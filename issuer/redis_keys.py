@@ -24,9 +24,10 @@ class RedisKeys:
         return f"{self.prefix}sess:{realm}:{session_hash}"
 
     def failures(self, realm: str, kind: str, subject_hash: str) -> str:
-        """Failed attempts of one subject (an account, an address) in a realm; TTL = the failure
-        window, set by the first failure of the window."""
-        return f"{self.prefix}fail:{realm}:{kind}:{subject_hash}"
+        """Attempts of one subject (an account, an address) in a realm: a hash {n: failures, f: in
+        flight, b: refusals}; TTL = the failure window, set by the window's first attempt. Tagged by
+        realm: one attempt's subjects are counted by one script, so they share one slot."""
+        return f"{self.prefix}fail:{{{realm}}}:{kind}:{subject_hash}"
 
     def token_sessions(self, realm: str, token_id: int) -> str:
         """The sessions opened with one long-lived token (a set of session hashes), so that deleting
@@ -83,3 +84,12 @@ MIN_SESSION_IDLE_S = 10
 PAIRS_REALM = "chatapp"
 # Extra life of a day's quota counter past UTC midnight.
 QUOTA_GRACE_S = 3600
+
+# An attempt that finds its subjects' whole failure budget in flight waits for a share to come free:
+# first this long (then twice as long each time, jittered, up to the longest), at most the maximum in
+# all, then is refused. Below the gateway's backend timeout, so the wait never becomes a hang.
+ATTEMPT_WAIT_FIRST_S = 0.005
+ATTEMPT_WAIT_LONGEST_S = 0.1
+ATTEMPT_WAIT_MAX_S = 2.0
+# Connections an issuer process keeps to Redis at most; more concurrent commands wait for one.
+REDIS_POOL_MAX = 100

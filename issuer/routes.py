@@ -3,12 +3,12 @@ daily quotas. TokenHub's own vocabulary only; the gateway's dialects translate i
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from issuer.keys import pairs_key, sessions_key, throttle_key
+from issuer.keys import pairs_key, sessions_key, throttle_key, trail_key
 from issuer.pairs import TOKEN_LENGTH
 from issuer.redis_keys import MAX_SESSION_IDLE_S, MIN_SESSION_IDLE_S, REALM_PATTERN
 from shared.internal import json_response, read_model
@@ -99,22 +99,40 @@ async def end_token_sessions(request: web.Request) -> web.Response:
 
 
 class Attempt(_Body):
-    """Something a caller lets only a few failures of through, e.g. guessing a voucher code."""
+    """Something a caller lets only a few failures of through, e.g. guessing a voucher code: taken
+    before the check it guards, settled after it (issuer/throttle.py)."""
 
     realm: Realm
     subjects: dict[Annotated[str, Field(pattern="^[a-z_]{1,32}$")], Annotated[str, Field(max_length=256)]]
+    # An event for the audit log on the window's first refusal (e.g. "login_blocked"); none: not audited.
+    blocked_event: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")] | None = None
 
 
-async def check_attempt(request: web.Request) -> web.Response:
+async def take_attempt(request: web.Request) -> web.Response:
+    """{taken: true}, or throttled (with retry_after) when a subject has no attempts left."""
     body = await read_model(request, Attempt)
-    await request.app[throttle_key].check(body.realm, body.subjects)
-    return json_response({"allowed": True})
+    refusal = await request.app[throttle_key].take(body.realm, body.subjects)
+    if refusal is not None:
+        if refusal.first and body.blocked_event is not None:
+            await request.app[trail_key].record(
+                body.blocked_event,
+                kind=body.realm,
+                client_addr=body.subjects.get("address", "-"),
+                details={"subjects": sorted(body.subjects), "retry_after": refusal.retry_after},
+            )
+        raise refusal.error()
+    return json_response({"taken": True})
 
 
-async def record_failed_attempt(request: web.Request) -> web.Response:
-    body = await read_model(request, Attempt)
-    await request.app[throttle_key].record_failure(body.realm, body.subjects)
-    return json_response({"recorded": True})
+class SettledAttempt(Attempt):
+    outcome: Literal["failed", "succeeded", "void"]
+
+
+async def finish_attempt(request: web.Request) -> web.Response:
+    """Settle an attempt taken before: failed (it counts), succeeded or void (it does not)."""
+    body = await read_model(request, SettledAttempt)
+    await request.app[throttle_key].finish(body.realm, body.subjects, body.outcome)
+    return json_response({"settled": True})
 
 
 # --- access/refresh pairs (ChatApp's tokens.make / tokens.refresh) ---------------------------------
@@ -170,8 +188,8 @@ async def revoke_pair_family(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/v1/attempts/check", check_attempt)
-    app.router.add_post("/v1/attempts/failed", record_failed_attempt)
+    app.router.add_post("/v1/attempts/take", take_attempt)
+    app.router.add_post("/v1/attempts/finish", finish_attempt)
     app.router.add_post("/v1/sessions", open_session)
     app.router.add_post("/v1/sessions/resolve", resolve_session)
     app.router.add_post("/v1/sessions/end", end_session)

@@ -1,5 +1,7 @@
-"""Login sessions in Redis: opened with a password checked by the registry, resolved with a
-sliding idle timeout, ended on logout. Failed logins are counted per account and per address."""
+"""Login sessions in Redis: opened with a password checked by the registry (issuer/logins.py, behind
+the failure throttle) or with a long-lived token, resolved with a sliding idle timeout, ended on
+logout. A session records its account's epoch (shared/revocations.py) and stands only while that
+epoch is current and the account is not disabled."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
+from issuer.logins import Logins
 from issuer.redis_keys import RedisKeys
-from issuer.throttle import FailureThrottle
 from shared import revocations
 from shared.errors import BadCredentials, Expired, Forbidden, NotFound
 from shared.internal import InternalClient
@@ -42,40 +44,50 @@ class SessionInfo:
 
 class Sessions:
     def __init__(
-        self, redis: Redis, keys: RedisKeys, registry: InternalClient, pepper: str, throttle: FailureThrottle
+        self, redis: Redis, keys: RedisKeys, registry: InternalClient, pepper: str, logins: Logins
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._registry = registry
         self._pepper = pepper
-        self._throttle = throttle
+        self._logins = logins
         self._touch_bounded = redis.register_script(_TOUCH_BOUNDED_SESSION)
 
     def _session_key(self, realm: str, session_id: str) -> str:
         return self._keys.session(realm, lookup_hash(session_id, self._pepper).hex())
 
+    async def _epoch_for(self, user_id: int) -> int:
+        """The account's epoch, to record in a session opened now; BadCredentials if the account is
+        disabled (read after the registry's check, so a disable racing this open is never missed:
+        either it is seen here, or it moves the epoch past the one recorded)."""
+        state = await revocations.account_state(self._redis, self._keys.prefix, user_id)
+        if state.disabled:
+            raise BadCredentials("the account is disabled")
+        return state.epoch
+
     async def open(
-        self, realm: str, idle: int, password: str, client_addr: str, **login: str | None
+        self,
+        realm: str,
+        idle: int,
+        password: str,
+        client_addr: str,
+        *,
+        username: str | None = None,
+        email: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
         """Check the password with the registry and open a session; return (session id, user)."""
-        account = login.get("username") or login.get("email") or ""
-        subjects = {"account": account, "address": client_addr}
-        await self._throttle.check(realm, subjects)
-        try:
-            reply = await self._registry.call(
-                "POST", "/v1/users/authenticate", {"password": password, **login}
+        attempt = await self._logins.attempt(realm, username or email or "", client_addr)
+        async with attempt:
+            user = await self._logins.check_password(
+                realm, password, client_addr, username=username, email=email
             )
-        except (BadCredentials, NotFound):
-            await self._throttle.record_failure(realm, subjects)
-            raise
-        user: dict[str, Any] = reply["user"]
+            epoch = await self._epoch_for(user["id"])
         session_id = new_hex_secret(16)
         key = self._session_key(realm, session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"user": orjson.dumps(user), "idle": idle})
+            pipe.hset(key, mapping={"user": orjson.dumps(user), "idle": idle, "epoch": epoch})
             pipe.expire(key, idle)
             await pipe.execute()
-        await self._throttle.clear(realm, "account", account)
         return session_id, user
 
     async def end(self, realm: str, session_id: str) -> bool:
@@ -98,6 +110,10 @@ class Sessions:
         user: dict[str, Any] = reply["user"]
         if user["status"] != "active":
             raise Forbidden("the account is disabled", user_id=user_id)
+        try:
+            epoch = await self._epoch_for(user_id)
+        except BadCredentials as exc:
+            raise Forbidden("the account is disabled", user_id=user_id) from exc
         session_id = new_hex_secret(16)
         session_hash = lookup_hash(session_id, self._pepper).hex()
         index = self._keys.token_sessions(realm, token_id)
@@ -113,6 +129,7 @@ class Sessions:
             "idle": idle,
             "token_id": token_id,
             "flags": flags,
+            "epoch": epoch,
         }
         if ends_at is not None:
             fields["ends_at"] = ends_at
@@ -135,6 +152,11 @@ class Sessions:
         if not reply:
             raise NotFound("no such session")
         user: dict[str, Any] = orjson.loads(reply[0])
+        # Its own command: the account's state lives in another slot than the session.
+        state = await revocations.account_state(self._redis, self._keys.prefix, user["id"])
+        if not state.honours(int(reply[4] or 0)):
+            await self._redis.delete(key)
+            raise NotFound("the account's sessions have been ended")
         if not reply[2]:
             return SessionInfo(user)
         token_id, ttl = int(reply[2]), int(reply[1])

@@ -1,16 +1,54 @@
-"""Failure throttles: failures counted per subject (an account, a client address...) in a fixed
-window; once one subject reaches the limit, attempts touching it are refused until the window ends."""
+"""Failure throttles: failures counted per subject (an account, a client address, a device...) in a
+fixed window; once one subject has used up its limit, attempts touching it are refused until the
+window ends.
+
+An attempt is *taken* before the check it guards (a password check, a voucher lookup) and *settled*
+after it: failed, succeeded, or void (the check never happened). Taking is one Lua script over every
+subject (count, compare, refuse), and an attempt in flight holds a share of each subject's budget
+until it is settled, so no number of parallel guesses can slip past a counter that each of them read
+before any of them failed: N parallel wrong passwords for one account cost at most
+TOKENHUB_LOGIN_FAILURES_MAX password checks. When a subject's whole budget is in flight, further
+attempts wait (briefly, with back-off) for a share to come free rather than being refused, so right
+passwords sent in parallel are queued, never turned away.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
 from redis.asyncio import Redis
 
-from issuer.redis_keys import RedisKeys
+from issuer.redis_keys import ATTEMPT_WAIT_FIRST_S, ATTEMPT_WAIT_LONGEST_S, ATTEMPT_WAIT_MAX_S, RedisKeys
 from shared.errors import Throttled
 from shared.secrets import lookup_hash
 
-# What a failure is counted against: {"account": "alice", "address": "192.0.2.1"}.
+_LUA = Path(__file__).parent / "lua"
+
+# What an attempt is counted against: {"account": "alice", "address": "192.0.2.1"}.
 Subjects = dict[str, str]
+# The subject kind whose failures a success forgives (its owner has just proved who they are); a
+# success gives every other kind back only its own attempt (others behind one address may be guessing).
+ACCOUNT = "account"
+Outcome = Literal["failed", "succeeded", "void"]
+
+_TAKEN, _BUSY = 1, 2
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An attempt refused: how long until the window ends, and whether this is the window's first
+    refusal for a refusing subject (the one a security trail records; the rest would repeat it)."""
+
+    retry_after: int
+    first: bool
+
+    def error(self) -> Throttled:
+        return Throttled("too many failed attempts, try again later", retry_after=self.retry_after)
 
 
 class FailureThrottle:
@@ -22,6 +60,7 @@ class FailureThrottle:
         limits: dict[str, int],
         default_limit: int,
         window: int,
+        max_wait: float = ATTEMPT_WAIT_MAX_S,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -29,29 +68,46 @@ class FailureThrottle:
         self._limits = limits  # by subject kind; other kinds get the default
         self._default_limit = default_limit
         self.window = window
+        self._max_wait = max_wait
+        self._take = redis.register_script((_LUA / "attempt_take.lua").read_text())
+        self._finish = redis.register_script((_LUA / "attempt_finish.lua").read_text())
 
     def _key(self, realm: str, kind: str, value: str) -> str:
         # Hashed: account names are personal data and keys are listed by anyone with Redis access.
         return self._keys.failures(realm, kind, lookup_hash(value.lower(), self._pepper).hex())
 
-    async def check(self, realm: str, subjects: Subjects) -> None:
-        """Raise Throttled if any subject has used up its failures in the current window."""
+    async def take(self, realm: str, subjects: Subjects) -> Refusal | None:
+        """Hold one attempt against every subject: None once held, the Refusal when a subject has
+        no failures left in its window (or its budget stayed in flight for longer than the wait)."""
+        if not subjects:
+            return None
+        keys = [self._key(realm, kind, value) for kind, value in subjects.items()]
+        limits = [self._limits.get(kind, self._default_limit) for kind in subjects]
+        deadline = time.monotonic() + self._max_wait
+        pause = ATTEMPT_WAIT_FIRST_S
+        while True:
+            reply = await self._take(keys=keys, args=[self.window, *limits])
+            status = int(reply[0])
+            if status == _TAKEN:
+                return None
+            if status != _BUSY:
+                return Refusal(max(1, int(reply[1])), bool(int(reply[2])))
+            if time.monotonic() + pause > deadline:
+                return Refusal(1, first=False)
+            # Jittered, so that waiters do not all come back in the same instant.
+            await asyncio.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * 2, ATTEMPT_WAIT_LONGEST_S)
+
+    async def finish(self, realm: str, subjects: Subjects, outcome: Outcome) -> None:
+        """Settle an attempt held by `take`."""
         if not subjects:
             return
         keys = [self._key(realm, kind, value) for kind, value in subjects.items()]
-        limits = [self._limits.get(kind, self._default_limit) for kind in subjects]
-        counts = await self._redis.mget(keys)
-        if any(int(count or 0) >= limit for count, limit in zip(counts, limits, strict=True)):
-            ttl = max([await self._redis.ttl(k) for k in keys] + [1])
-            raise Throttled("too many failed attempts, try again later", retry_after=ttl)
+        await self._finish(keys=keys, args=[self.window, *(_action(outcome, kind) for kind in subjects)])
 
-    async def record_failure(self, realm: str, subjects: Subjects) -> None:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for kind, value in subjects.items():
-                key = self._key(realm, kind, value)
-                pipe.incr(key)
-                pipe.expire(key, self.window, nx=True)  # the window starts at the first failure
-            await pipe.execute()
 
-    async def clear(self, realm: str, kind: str, value: str) -> None:
-        await self._redis.delete(self._key(realm, kind, value))
+def _action(outcome: Outcome, kind: str) -> str:
+    """What attempt_finish.lua does to one subject's counter."""
+    if outcome == "failed":
+        return "fail"
+    return "clear" if outcome == "succeeded" and kind == ACCOUNT else "void"

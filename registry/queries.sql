@@ -60,3 +60,22 @@ SELECT * FROM (
     LIMIT $3
 ) newest
 ORDER BY id;
+
+-- name: set_user_status
+UPDATE users SET status = $2 WHERE id = $1;
+
+-- name: disable_zabbix_tokens_of
+-- A revoked account's Zabbix API tokens: kept (token.get still shows them, disabled), never honoured
+-- again until their owner's administrator enables them.
+UPDATE tokens SET status = 'disabled'
+WHERE owner_id = $1 AND kind = 'zabbix' AND status = 'active'
+RETURNING id;
+
+-- name: delete_wialon_tokens_of
+-- Wialon tokens have no disabled state: revoking them is deleting them, as Wialon's deleteAll does.
+DELETE FROM tokens WHERE owner_id = $1 AND kind = 'wialon'
+RETURNING id;
+
+-- name: delete_api_keys_of
+DELETE FROM api_keys WHERE user_id = $1
+RETURNING id;

@@ -21,11 +21,22 @@ class PasswordLogin(BaseModel):
     password: str
     username: str | None = None
     email: str | None = None
+    # Which login this is (the caller's session realm) and from where: for the audit log.
+    realm: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    client_addr: str | None = Field(None, max_length=64)
 
 
 async def authenticate(request: web.Request) -> web.Response:
+    """{user}; bad_credentials for an unknown account, a wrong password or a disabled account alike.
+    Records login_succeeded or login_failed."""
     body = await read_model(request, PasswordLogin)
-    user = await request.app[store_key].authenticate(body.password, username=body.username, email=body.email)
+    user = await request.app[store_key].authenticate(
+        body.password,
+        username=body.username,
+        email=body.email,
+        realm=body.realm,
+        client_addr=body.client_addr,
+    )
     return json_response({"user": user.to_wire()})
 
 

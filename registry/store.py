@@ -19,7 +19,7 @@ from shared.errors import (
     TokenHubError,
     Unavailable,
 )
-from shared.postgres import CONNECTION_ERRORS, ping
+from shared.postgres import CONNECTION_ERRORS, Connection, ping
 from shared.secrets import hash_password_async, lookup_hash, new_hex_secret, verify_password_async
 from shared.sqlfile import load_queries
 
@@ -78,6 +78,14 @@ class User:
 
 
 @dataclass(frozen=True)
+class RevokedCredentials:
+    user: User
+    zabbix_tokens: list[int]  # disabled
+    wialon_tokens: list[int]  # deleted
+    api_keys: int  # deleted
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     event: str
     actor_id: int | None = None
@@ -86,6 +94,20 @@ class AuditEvent:
     kind: str | None = None
     client_addr: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+async def record_audit(db: asyncpg.Pool | Connection, event: AuditEvent) -> None:
+    """Append one event to the audit log, on a pool or inside the caller's transaction."""
+    await db.execute(
+        Q["insert_audit"],
+        event.event,
+        event.actor_id,
+        event.subject_id,
+        event.token_id,
+        event.kind,
+        event.client_addr,
+        event.details,
+    )
 
 
 class Store:
@@ -112,10 +134,18 @@ class Store:
         return User.from_row(row)
 
     async def authenticate(
-        self, password: str, *, username: str | None = None, email: str | None = None
+        self,
+        password: str,
+        *,
+        username: str | None = None,
+        email: str | None = None,
+        realm: str | None = None,
+        client_addr: str | None = None,
     ) -> User:
-        """The user whose password this is. Unknown account and wrong password are the same error
-        and cost the same time (a dummy hash is checked when there is no account)."""
+        """The active user whose password this is, recorded as login_succeeded. Unknown account,
+        wrong password and disabled account are one error, recorded as login_failed with the reason
+        (for the operator, never the caller), and cost the same time (a dummy hash is checked when
+        there is no account): a disabled account's right password is not told apart from a wrong one."""
         if username is not None:
             row = await self.pool.fetchrow(Q["user_by_username"], username)
         elif email is not None:
@@ -123,11 +153,29 @@ class Store:
         else:
             raise InvalidInput("username or email is required")
         ok = await verify_password_async(password, row["password_hash"] if row else None)
-        if row is None or not ok:
+        user = User.from_row(row) if row is not None else None
+        if user is None or not ok or user.status != "active":
+            reason = "unknown_account" if user is None else "wrong_password" if not ok else "disabled"
+            login = username if username is not None else email
+            await self.audit(
+                AuditEvent(
+                    "login_failed",
+                    subject_id=None if user is None else user.id,
+                    kind=realm,
+                    client_addr=client_addr,
+                    details={"realm": realm, "login": (login or "")[:100], "reason": reason},
+                )
+            )
             raise BadCredentials("incorrect login or password")
-        user = User.from_row(row)
-        if user.status != "active":
-            raise Forbidden("the account is disabled", user_id=user.id)
+        await self.audit(
+            AuditEvent(
+                "login_succeeded",
+                subject_id=user.id,
+                kind=realm,
+                client_addr=client_addr,
+                details={"realm": realm},
+            )
+        )
         return user
 
     async def add_user(
@@ -189,6 +237,44 @@ class Store:
             await conn.execute(Q["insert_audit"], "api_key_created", None, user.id, None, None, None, {})
         return key
 
+    # --- account-wide actions (tokenhub users disable / enable / revoke / api-key --revoke) -------
+
+    async def set_status(self, username: str, status: Literal["active", "disabled"]) -> User:
+        """Disable or enable an account (idempotent), recorded as user_disabled / user_enabled. The
+        registry refuses a disabled account's API tokens, Wialon tokens and API keys at once; its
+        sessions and pairs live in Redis and end by the caller's revocations.end_account_credentials."""
+        user = await self.user_by_name(username)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(Q["set_user_status"], user.id, status)
+            event = "user_disabled" if status == "disabled" else "user_enabled"
+            await conn.execute(
+                Q["insert_audit"], event, None, user.id, None, None, None, {"was": user.status}
+            )
+        return user
+
+    async def revoke_credentials(self, username: str) -> RevokedCredentials:
+        """End every long-lived credential of an account in one transaction, recorded as
+        user_revoked: its Zabbix API tokens are disabled, its Wialon tokens and API keys deleted.
+        (Its sessions and pairs live in Redis: the caller ends them.)"""
+        user = await self.user_by_name(username)
+        async with self.pool.acquire() as conn, conn.transaction():
+            zabbix = [row["id"] for row in await conn.fetch(Q["disable_zabbix_tokens_of"], user.id)]
+            wialon = [row["id"] for row in await conn.fetch(Q["delete_wialon_tokens_of"], user.id)]
+            keys = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
+            details = {"zabbix_tokens": zabbix, "wialon_tokens": wialon, "api_keys": keys}
+            await conn.execute(Q["insert_audit"], "user_revoked", None, user.id, None, None, None, details)
+        return RevokedCredentials(user, zabbix, wialon, keys)
+
+    async def revoke_api_keys(self, username: str) -> tuple[User, int]:
+        """Delete every API key of an account, recorded as api_key_revoked; (user, how many)."""
+        user = await self.user_by_name(username)
+        async with self.pool.acquire() as conn, conn.transaction():
+            count = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
+            await conn.execute(
+                Q["insert_audit"], "api_key_revoked", None, user.id, None, None, None, {"count": count}
+            )
+        return user, count
+
     async def user_by_api_key(self, key: str) -> User:
         row = await self.pool.fetchrow(Q["user_by_api_key"], lookup_hash(key, self._pepper))
         if row is None:
@@ -201,16 +287,7 @@ class Store:
     # --- audit ---------------------------------------------------------------------------------
 
     async def audit(self, event: AuditEvent) -> None:
-        await self.pool.execute(
-            Q["insert_audit"],
-            event.event,
-            event.actor_id,
-            event.subject_id,
-            event.token_id,
-            event.kind,
-            event.client_addr,
-            event.details,
-        )
+        await record_audit(self.pool, event)
 
     async def audit_events(
         self, *, since: datetime | None, user_id: int | None, limit: int

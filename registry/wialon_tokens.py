@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from registry.store import User
+from registry.store import AuditEvent, User, record_audit
 from shared.errors import BadCredentials, Expired, Forbidden, NotFound
 from shared.postgres import Connection
 from shared.secrets import Sealer, lookup_hash
@@ -123,6 +123,7 @@ class AuthenticateRequest(_Body):
     secret: Secret
     # The name of a user below the token's owner to act as (Wialon's operateAs).
     operate_as: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    client_addr: Annotated[str, Field(max_length=64)] | None = None
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -257,9 +258,21 @@ class WialonTokens:
 
     async def authenticate(self, req: AuthenticateRequest) -> tuple[User, dict[str, Any]]:
         """Who logs in with this secret (the owner, or the sub-user it operates as), and the token.
-        Records the login (Wialon's `ll`). BadCredentials: no such token; Forbidden: disabled owner
-        or token, not active yet, or an operate_as that is not below the owner; Expired: ended."""
+        Records the login (Wialon's `ll`, and login_succeeded or login_failed in the audit log).
+        BadCredentials: no such token; Forbidden: disabled owner or token, not active yet, or an
+        operate_as that is not below the owner; Expired: ended."""
         row = await self.pool.fetchrow(Q["token_for_login"], lookup_hash(req.secret, self._pepper))
+        try:
+            user, token = await self._login(req, row)
+        except (BadCredentials, Forbidden, Expired) as exc:
+            await self._audit_login(req, row, "login_failed", {"reason": exc.code, "why": exc.message})
+            raise
+        await self._audit_login(req, row, "login_succeeded", {"as": user.id})
+        return user, token
+
+    async def _login(
+        self, req: AuthenticateRequest, row: asyncpg.Record | None
+    ) -> tuple[User, dict[str, Any]]:
         if row is None:
             raise BadCredentials("unknown token")
         if row["status"] != "active" or row["user_status"] != "active":
@@ -279,6 +292,21 @@ class WialonTokens:
         token = self._to_wire(row, req.secret)
         token["last_used_at"] = last_used_at
         return user, token
+
+    async def _audit_login(
+        self, req: AuthenticateRequest, row: asyncpg.Record | None, event: str, details: dict[str, Any]
+    ) -> None:
+        await record_audit(
+            self.pool,
+            AuditEvent(
+                event,
+                subject_id=None if row is None else row["user_id"],
+                token_id=None if row is None else row["id"],
+                kind=KIND,
+                client_addr=req.client_addr,
+                details={"realm": KIND, "method": "token", **details},
+            ),
+        )
 
     async def _sub_user(self, owner: User, name: str) -> User:
         row = await self.pool.fetchrow(Q["user_by_name"], name)

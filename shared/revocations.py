@@ -1,15 +1,23 @@
 """Token revocations announced to every service (DESIGN §1: sweeper ──► Redis pub/sub).
 
 Whoever ends a token announces it on one channel, whose messages name `token_ids` (long-lived
-tokens: the sweeper on expiry or idle deletion) or `families` (ChatApp access/refresh families: the
-issuer on a revocation). Services that cache verifications drop them on the message. Long-lived
-tokens also get a marker key that outlives any session or cache entry, for a service that was not
-listening when the message went out.
+tokens: the sweeper on expiry or idle deletion), `families` (ChatApp access/refresh families: the
+issuer on a revocation) or `users` (every credential of an account: `tokenhub users disable` and
+`users revoke`). Services that cache verifications drop them on the message. Long-lived tokens also
+get a marker key that outlives any session or cache entry, for a service that was not listening
+when the message went out.
+
+Accounts have a state in Redis of their own (`account_key`): an *epoch*, which every revocation of
+the account's credentials moves forward, and a *disabled* flag. Every session and ChatApp family
+records the epoch it was issued under; the issuer honours it only while that epoch is current and
+the account is not disabled. So ending everything a user holds is one write, however much they hold,
+and costs each later use one Redis read, never a Postgres round trip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import orjson
 from redis.asyncio import Redis
@@ -28,17 +36,34 @@ def family_message(family: str) -> bytes:
     return orjson.dumps({"families": [family]})
 
 
-def parse(message: bytes | str) -> tuple[list[int], list[str]]:
-    """(token ids, families) named by a revocation message; nothing for a malformed one."""
+@dataclass(frozen=True)
+class Revoked:
+    """What one revocation message names."""
+
+    token_ids: list[int] = field(default_factory=list)
+    families: list[str] = field(default_factory=list)
+    users: list[int] = field(default_factory=list)
+
+
+def parse(message: bytes | str) -> Revoked:
+    """What a revocation message names; nothing for a malformed one."""
     try:
         body = orjson.loads(message)
     except orjson.JSONDecodeError:
-        return [], []
+        return Revoked()
     if not isinstance(body, dict):
-        return [], []
-    token_ids = [i for i in body.get("token_ids", []) if isinstance(i, int)]
-    families = [f for f in body.get("families", []) if isinstance(f, str)]
-    return token_ids, families
+        return Revoked()
+
+    def ints(name: str) -> list[int]:
+        values = body.get(name)
+        return [i for i in values if isinstance(i, int)] if isinstance(values, list) else []
+
+    families = body.get("families")
+    return Revoked(
+        token_ids=ints("token_ids"),
+        families=[f for f in families if isinstance(f, str)] if isinstance(families, list) else [],
+        users=ints("users"),
+    )
 
 
 def marker_key(prefix: str, token_id: int) -> str:
@@ -67,3 +92,52 @@ async def announce(
             pipe.set(marker_key(prefix, token_id), b"1", ex=MARKER_TTL_S)
         pipe.publish(channel(prefix), orjson.dumps({"token_ids": ids}))
         await pipe.execute()
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+
+def account_key(prefix: str, user_id: int) -> str:
+    """Hash {epoch, disabled} of one account; no TTL (it must outlive every credential it judges).
+    Absent means epoch 0, enabled."""
+    return f"{prefix}acct:{user_id}"
+
+
+@dataclass(frozen=True)
+class AccountState:
+    epoch: int = 0
+    disabled: bool = False
+
+    def honours(self, issued_epoch: int) -> bool:
+        """Whether a credential issued under `issued_epoch` still stands."""
+        return not self.disabled and issued_epoch >= self.epoch
+
+
+async def account_state(redis: Redis, prefix: str, user_id: int) -> AccountState:
+    epoch, disabled = await redis.hmget(account_key(prefix, user_id), ["epoch", "disabled"])
+    return AccountState(int(epoch or 0), disabled == b"1")
+
+
+async def end_account_credentials(redis: Redis, prefix: str, user_id: int, *, disabled: bool | None) -> None:
+    """Every session and ChatApp family the account holds ends now (its epoch moves on), and every
+    gateway drops the account's cached verifications. `disabled` True also refuses the account's
+    credentials until it is enabled again; None leaves that flag as it is."""
+    key = account_key(prefix, user_id)
+    # In order on one connection; the message goes out only once the state it announces is written.
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hincrby(key, "epoch", 1)
+        if disabled is not None:
+            pipe.hset(key, "disabled", int(disabled))
+        pipe.publish(channel(prefix), orjson.dumps({"users": [user_id]}))
+        await pipe.execute()
+
+
+async def enable_account(redis: Redis, prefix: str, user_id: int) -> None:
+    """Lift the disabled flag; what was issued before stays ended (the epoch does not go back)."""
+    await redis.hset(account_key(prefix, user_id), "disabled", 0)
+
+
+async def forget_account_verifications(redis: Redis, prefix: str, user_id: int) -> None:
+    """Tell every gateway to drop what it cached of this account's verifications (its API keys were
+    revoked: the registry refuses them from now on, the caches must stop honouring them too)."""
+    await redis.publish(channel(prefix), orjson.dumps({"users": [user_id]}))

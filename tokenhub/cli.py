@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import asyncpg
 import orjson
@@ -22,6 +22,7 @@ import redis.exceptions
 
 from registry import migrate as migrations
 from registry.store import ROLES, Store, translate
+from shared import revocations
 from shared.errors import InvalidInput, NotFound, TokenHubError
 from shared.postgres import ANY_DATABASE_ERROR, create_pool
 from shared.secrets import new_urlsafe_secret
@@ -33,6 +34,10 @@ EXIT_UNAVAILABLE = 1
 
 class UsageError(Exception):
     """Bad arguments or a request the data refuses: one line on stderr, exit 2."""
+
+
+class StoreError(Exception):
+    """A store that did not answer, said in a sentence that names the setting: exit 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--parent", help="the user this one is a sub-user of (Wialon)")
     api_key = users.add_parser("api-key", help="print a new API key for the user (hotspot dialect)")
     api_key.add_argument("name")
+    api_key.add_argument("--revoke", action="store_true", help="delete every API key of the user instead")
+    for action, what in (
+        ("disable", "refuse every credential of the user, at once, until it is enabled again"),
+        ("enable", "let a disabled user log in again (what was ended stays ended)"),
+        (
+            "revoke",
+            "end every session and ChatApp pair of the user, disable its Zabbix API tokens, "
+            "delete its Wialon tokens and API keys",
+        ),
+    ):
+        users.add_parser(action, help=what).add_argument("name")
 
     audit = commands.add_parser("audit", help="print security events (newest last), one JSON object a line")
     audit.add_argument(
@@ -157,9 +173,73 @@ async def users_add(settings: Settings, args: argparse.Namespace) -> None:
 
 async def users_api_key(settings: Settings, args: argparse.Namespace) -> None:
     async def work(store: Store) -> None:
-        print(await store.new_api_key(args.name))
+        if not args.revoke:
+            print(await store.new_api_key(args.name))
+            return
+        user, count = await store.revoke_api_keys(args.name)
+        await _tell_redis(settings, user.username, revocations.forget_account_verifications, user.id)
+        print(f"revoked {count} API key(s) of {user.username}")
 
     await _with_store(settings, work)
+
+
+async def users_disable(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(store: Store) -> None:
+        user = await store.set_status(args.name, "disabled")
+        await _tell_redis(
+            settings, user.username, revocations.end_account_credentials, user.id, disabled=True
+        )
+        print(f"disabled {user.username}: sessions and ChatApp pairs ended, every other credential refused")
+
+    await _with_store(settings, work)
+
+
+async def users_enable(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(store: Store) -> None:
+        user = await store.set_status(args.name, "active")
+        await _tell_redis(settings, user.username, revocations.enable_account, user.id)
+        print(f"enabled {user.username}")
+
+    await _with_store(settings, work)
+
+
+async def users_revoke(settings: Settings, args: argparse.Namespace) -> None:
+    async def work(store: Store) -> None:
+        revoked = await store.revoke_credentials(args.name)
+        name, user_id = revoked.user.username, revoked.user.id
+        await _tell_redis(settings, name, revocations.end_account_credentials, user_id, disabled=None)
+        # Deleted Wialon tokens end their sessions even where a service missed the message.
+        await _tell_redis(settings, name, revocations.announce, revoked.wialon_tokens)
+        print(
+            f"revoked {name}: sessions and ChatApp pairs ended, {len(revoked.zabbix_tokens)} Zabbix API "
+            f"token(s) disabled, {len(revoked.wialon_tokens)} Wialon token(s) and {revoked.api_keys} "
+            "API key(s) deleted"
+        )
+
+    await _with_store(settings, work)
+
+
+async def _tell_redis(
+    settings: Settings, name: str, action: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any
+) -> None:
+    """Run one revocation step against Redis (shared/revocations.py), after Postgres has changed. If
+    Redis does not answer, say what did and did not happen and how to finish: the command is
+    idempotent, running it again completes it."""
+    client = redis.asyncio.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.store_timeout,
+        socket_connect_timeout=settings.store_timeout,
+    )
+    try:
+        await action(client, settings.redis_prefix, *args, **kwargs)
+    except (redis.exceptions.RedisError, OSError) as exc:
+        raise StoreError(
+            f"the change to {name} is in the database, but Redis does not answer at REDIS_URL "
+            f"({_redact(settings.redis_url)}): {type(exc).__name__}; its sessions and ChatApp pairs are "
+            "not ended yet. Start Redis and run the same command again."
+        ) from exc
+    finally:
+        await client.aclose()
 
 
 async def apps_add(settings: Settings, args: argparse.Namespace) -> None:
@@ -224,6 +304,9 @@ def _run(coro: Awaitable[None]) -> int:
         except UsageError as exc:
             sys.stderr.write(f"tokenhub: error: {exc}\n")
             return EXIT_USAGE
+        except StoreError as exc:
+            sys.stderr.write(f"tokenhub: error: {exc}\n")
+            return EXIT_UNAVAILABLE
         except (InvalidInput, NotFound) as exc:
             sys.stderr.write(f"tokenhub: error: {exc.message}\n")
             return EXIT_USAGE
@@ -263,9 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "audit":
         return _run(audit_events(settings, args))
     if args.command == "users":
-        if args.users_command == "add":
-            return _run(users_add(settings, args))
-        return _run(users_api_key(settings, args))
+        command = {
+            "add": users_add,
+            "api-key": users_api_key,
+            "disable": users_disable,
+            "enable": users_enable,
+            "revoke": users_revoke,
+        }[args.users_command]
+        return _run(command(settings, args))
     return _run(apps_add(settings, args))
 
 

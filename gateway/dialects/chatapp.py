@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 
 from gateway.keys import backends_key, verification_cache_key
-from gateway.verification_cache import cache_key, family_tag
+from gateway.verification_cache import cache_key, family_tag, user_tag
 from shared.errors import (
     BadCredentials,
     Forbidden,
@@ -311,7 +311,8 @@ async def _verify(request: web.Request) -> dict[str, Any]:
         )
     except NotFound as exc:
         raise invalid_token() from exc
-    cache.put(key, family_tag(verified["family"]), verified, verified["access_expires_at"] - time.time())
+    tags = (family_tag(verified["family"]), user_tag(verified["user_id"]))
+    cache.put(key, tags, verified, verified["access_expires_at"] - time.time())
     return verified
 
 

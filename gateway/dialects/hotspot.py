@@ -279,7 +279,7 @@ async def _authenticate(request: web.Request, api_token: str | None) -> dict[str
     except Forbidden as exc:
         raise HotspotError("forbidden", "the account is disabled") from exc
     user: dict[str, Any] = reply["user"]
-    cache.put(key, user_tag(user["id"]), user, cache.ttl)
+    cache.put(key, (user_tag(user["id"]),), user, cache.ttl)
     return user
 
 
@@ -449,23 +449,37 @@ async def usetoken(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]
     mac = normalise_mac(params["mac"])
     # Codes are short (10 digits), so unknown ones count as guesses: per client address (a portal
     # that forwards a brute force gets blocked) and per device MAC (one guest cannot take it all).
+    # The attempt is taken before the lookup (parallel guesses cannot outrun the count) and settled
+    # after it: only unknown codes are guesses.
     attempt = {"realm": THROTTLE_REALM, "subjects": {"address": ctx.client_addr, "mac": mac}}
-    await ctx.issuer("/v1/attempts/check", attempt)
+    await ctx.issuer("/v1/attempts/take", attempt)
     try:
         reply = await ctx.registry("/v1/vouchers/use", {"code": code, "mac": mac})
     except NotFound as exc:
-        await ctx.issuer("/v1/attempts/failed", attempt)
+        await ctx.issuer("/v1/attempts/finish", {**attempt, "outcome": "failed"})
         raise HotspotError("not_found", "no such voucher") from exc
-    except Expired as exc:
-        raise HotspotError("voucher_expired", "the voucher's validity period is over") from exc
-    except Conflict as exc:
+    except TokenHubError as exc:
+        await ctx.issuer("/v1/attempts/finish", {**attempt, "outcome": "void"})
+        refusal = _refused_use(exc)
+        if refusal is None:
+            raise
+        raise refusal from exc
+    await ctx.issuer("/v1/attempts/finish", {**attempt, "outcome": "succeeded"})
+    return [voucher_object(reply["voucher"])]
+
+
+def _refused_use(exc: TokenHubError) -> HotspotError | None:
+    """Why a voucher that exists cannot be used now, in the dialect's words; None for other errors."""
+    if isinstance(exc, Expired):
+        return HotspotError("voucher_expired", "the voucher's validity period is over")
+    if isinstance(exc, Conflict):
         reason = exc.details.get("reason")
         if reason == "deleted":
-            raise HotspotError("voucher_deleted", "the voucher was deleted") from exc
+            return HotspotError("voucher_deleted", "the voucher was deleted")
         if reason == "repaid":
-            raise HotspotError("voucher_repaid", "the voucher was repaid") from exc
-        raise HotspotError("voucher_used", "the voucher is already in use on another device") from exc
-    return [voucher_object(reply["voucher"])]
+            return HotspotError("voucher_repaid", "the voucher was repaid")
+        return HotspotError("voucher_used", "the voucher is already in use on another device")
+    return None
 
 
 async def _batch(ctx: Context, params: dict[str, Any], path: str, done_key: str) -> list[dict[str, Any]]:

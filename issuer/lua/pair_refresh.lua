@@ -4,7 +4,8 @@
 -- KEYS[1] = family hash, KEYS[2] = presented refresh token ("live:<end>" or "used:<end>"),
 -- KEYS[3] = new access token, KEYS[4] = new refresh token (all four share the family's hash tag).
 -- ARGV[1] = now (unix seconds), ARGV[2] = revocation channel, ARGV[3] = revocation message.
--- Returns {'ok', user_id, app_id, access_end, refresh_end}, {'reused', user_id, app_id} or {'invalid'}.
+-- Returns {'ok', user_id, app_id, access_end, refresh_end, epoch (the account's, at make time)},
+-- {'reused', user_id, app_id} or {'invalid'}.
 local value = redis.call('GET', KEYS[2])
 if not value then
   return {'invalid'}
@@ -15,7 +16,7 @@ local now = tonumber(ARGV[1])
 if not state or tonumber(ends) <= now then
   return {'invalid'}
 end
-local family = redis.call('HMGET', KEYS[1], 'user_id', 'app_id', 'access_ttl', 'refresh_ttl')
+local family = redis.call('HMGET', KEYS[1], 'user_id', 'app_id', 'access_ttl', 'refresh_ttl', 'epoch')
 if not family[1] then
   return {'invalid'}  -- the family was revoked; its tokens are dead, nothing more to do
 end
@@ -32,4 +33,4 @@ redis.call('SET', KEYS[3], access_end, 'EXAT', access_end)
 redis.call('SET', KEYS[4], 'live:' .. refresh_end, 'EXAT', refresh_end)
 -- GT: the older access tokens of the family stay valid until their own end, so never shorten.
 redis.call('EXPIREAT', KEYS[1], math.max(access_end, refresh_end), 'GT')
-return {'ok', family[1], family[2], access_end, refresh_end}
+return {'ok', family[1], family[2], access_end, refresh_end, family[5] or '0'}

@@ -1,11 +1,12 @@
 -- Resolve a session and slide its idle timeout in one step, never past the end of the long-lived
 -- token it was opened with (if it was opened with one).
--- KEYS[1] = session key: a hash with `user` and `idle`; a token session also has `token_id`,
---           `flags` and, when the token has an end, `ends_at` (unix seconds).
+-- KEYS[1] = session key: a hash with `user`, `idle` and `epoch` (its account's, when it opened); a
+--           token session also has `token_id`, `flags` and, when the token has an end, `ends_at`
+--           (unix seconds).
 -- ARGV[1] = now (unix seconds)
--- Returns {user JSON, new TTL, token_id or '', flags or ''}; false when the session is gone or its
--- token has ended (the session is then deleted).
-local f = redis.call('HMGET', KEYS[1], 'user', 'idle', 'token_id', 'flags', 'ends_at')
+-- Returns {user JSON, new TTL, token_id or '', flags or '', epoch or ''}; false when the session is
+-- gone or its token has ended (the session is then deleted).
+local f = redis.call('HMGET', KEYS[1], 'user', 'idle', 'token_id', 'flags', 'ends_at', 'epoch')
 if not f[1] then
   return false
 end
@@ -21,4 +22,4 @@ if f[5] then
   end
 end
 redis.call('EXPIRE', KEYS[1], ttl)
-return {f[1], ttl, f[3] or '', f[4] or ''}
+return {f[1], ttl, f[3] or '', f[4] or '', f[6] or ''}

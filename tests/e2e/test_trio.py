@@ -186,9 +186,9 @@ async def test_failed_logins_are_throttled_per_account(
     env = private_cluster["issuer"].env
     client = redis.asyncio.Redis.from_url(env["REDIS_URL"])
     try:
-        counters = [
-            k async for k in client.scan_iter(match=f"{env['TOKENHUB_REDIS_PREFIX']}fail:zabbix:account:*")
-        ]
+        pattern = f"{env['TOKENHUB_REDIS_PREFIX']}fail:{{zabbix}}:account:*"
+        # Admin's login forgave Admin's failures: only the throttled account still counts some.
+        counters = [k async for k in client.scan_iter(match=pattern) if int(await client.hget(k, "n") or 0)]
     finally:
         await client.aclose()
     assert len(counters) == 1

@@ -43,7 +43,6 @@ MAX_USER_NAME = 100  # users_username_check
 MAX_PASSWORD = 1024
 TOKEN_LENGTH = 72
 _DIGITS = re.compile(r"[0-9]{1,19}")
-_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 
 def decode(raw: str | None) -> Any:
@@ -121,10 +120,6 @@ def token(params: dict[str, Any], name: str) -> str:
     if len(value) != TOKEN_LENGTH:
         raise invalid(f'"{name}" must be {TOKEN_LENGTH} characters')
     return value
-
-
-def is_hex(value: str) -> bool:
-    return _HEX.fullmatch(value) is not None
 
 
 def access_flags(params: dict[str, Any]) -> int:

@@ -34,7 +34,7 @@ from gateway.dialects.zabbix.errors import (
     session_terminated,
 )
 from gateway.keys import backends_key, settings_key, verification_cache_key
-from gateway.verification_cache import cache_key, token_tag
+from gateway.verification_cache import cache_key, token_tag, user_tag
 from shared.errors import (
     BadCredentials,
     Expired,
@@ -262,5 +262,5 @@ async def authenticate_token(ctx: Context, secret: str) -> Caller:
             raise ApiError(APPLICATION_ERROR, "API token expired.") from exc
         assert reply is not None
         left = cache.ttl if reply["expires_at"] is None else reply["expires_at"] - time.time()
-        cache.put(key, token_tag(reply["token_id"]), reply, left)
+        cache.put(key, (token_tag(reply["token_id"]), user_tag(reply["user"]["id"])), reply, left)
     return Caller(reply["user"], token_id=reply["token_id"])

@@ -1,0 +1,92 @@
+"""Password logins, the one path every dialect's password check takes (Zabbix and Wialon sessions,
+ChatApp's tokens.make): an attempt taken from the failure throttle *before* the check, the check by
+the registry (which records login_succeeded / login_failed), and the attempt given back only if it
+was not a failure. A login the throttle refuses is recorded as login_blocked, once per window.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from issuer.throttle import ACCOUNT, FailureThrottle, Outcome, Subjects
+from issuer.trail import SecurityTrail
+from shared.errors import BadCredentials, NotFound, TokenHubError
+from shared.internal import InternalClient
+
+# Longest login name an audit event repeats: enough to recognise it, not a place to store essays.
+_AUDITED_LOGIN_CHARS = 100
+
+
+class Attempt:
+    """One login attempt held against the throttle. Used as `async with`, it is settled on the way
+    out: no error is a success; BadCredentials or NotFound a failure (a wrong guess); any other
+    domain error void (a registry that did not answer says nothing about the guess); anything else
+    (a cancellation) a failure, erring on the safe side."""
+
+    def __init__(self, throttle: FailureThrottle, realm: str, subjects: Subjects) -> None:
+        self._throttle = throttle
+        self._realm = realm
+        self._subjects = subjects
+
+    async def __aenter__(self) -> Attempt:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        outcome: Outcome
+        if exc is None:
+            outcome = "succeeded"
+        elif isinstance(exc, TokenHubError) and not isinstance(exc, BadCredentials | NotFound):
+            outcome = "void"
+        else:
+            outcome = "failed"
+        await self._throttle.finish(self._realm, self._subjects, outcome)
+
+
+class Logins:
+    def __init__(self, throttle: FailureThrottle, registry: InternalClient, trail: SecurityTrail) -> None:
+        self._throttle = throttle
+        self._registry = registry
+        self._trail = trail
+
+    async def attempt(self, realm: str, login: str, client_addr: str) -> Attempt:
+        """Take an attempt for this account name and address, or raise Throttled."""
+        subjects = {ACCOUNT: login.lower(), "address": client_addr}
+        refusal = await self._throttle.take(realm, subjects)
+        if refusal is not None:
+            if refusal.first:
+                await self._trail.record(
+                    "login_blocked",
+                    kind=realm,
+                    client_addr=client_addr,
+                    details={"login": login[:_AUDITED_LOGIN_CHARS], "retry_after": refusal.retry_after},
+                )
+            raise refusal.error()
+        return Attempt(self._throttle, realm, subjects)
+
+    async def check_password(
+        self,
+        realm: str,
+        password: str,
+        client_addr: str,
+        *,
+        username: str | None = None,
+        email: str | None = None,
+    ) -> dict[str, Any]:
+        """The registry's record of the user whose password this is; BadCredentials otherwise (also
+        for a disabled account: a right password must not be told apart from a wrong one)."""
+        reply = await self._registry.call(
+            "POST",
+            "/v1/users/authenticate",
+            {
+                "password": password,
+                "username": username,
+                "email": email,
+                "realm": realm,
+                "client_addr": client_addr,
+            },
+        )
+        user: dict[str, Any] = reply["user"]
+        return user
