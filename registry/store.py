@@ -50,6 +50,8 @@ def translate(exc: BaseException) -> TokenHubError | None:
         return InvalidInput("a value is out of range", constraint=getattr(exc, "constraint_name", "") or "")
     if isinstance(exc, CONNECTION_ERRORS):
         return Unavailable("the database did not answer")
+    if isinstance(exc, asyncpg.QueryCanceledError):  # statement_timeout: the bound on every statement
+        return Unavailable("the database did not answer in time")
     return None
 
 

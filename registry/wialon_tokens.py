@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from registry.store import AuditEvent, User, record_audit
-from shared.errors import BadCredentials, Expired, Forbidden, NotFound
+from shared.errors import BadCredentials, Conflict, Expired, Forbidden, NotFound
+from shared.limits import too_deep
 from shared.postgres import Connection
 from shared.secrets import Sealer, lookup_hash
 from shared.sqlfile import load_queries
@@ -34,6 +35,9 @@ from shared.sqlfile import load_queries
 Q = load_queries(Path(__file__).with_name("wialon_tokens.sql"))
 
 KIND = "wialon"
+# Tokens one user may hold. token/list has no paging, so this bounds what one listing costs (each
+# token may carry 10,000 items and 64 KiB of parameters); applications hold a token each.
+MAX_TOKENS_PER_USER = 100
 SECRET_LENGTH = 72
 _SEAL_CONTEXT = b"tokenhub:wialon:"
 
@@ -48,6 +52,8 @@ ItemId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 # Longer than any secret TokenHub issues, short enough that nobody posts megabytes to be hashed.
 Secret = Annotated[str, Field(min_length=1, max_length=256)]
 Params = dict[str, Any] | list[dict[str, Any]]
+# Deeper than any JSON encoder on the way out writes (orjson: 255); the dialect allows 64.
+MAX_PARAMS_DEPTH = 128
 
 
 def new_secret() -> str:
@@ -94,6 +100,13 @@ class TokenSpec(_Acting):
     flags: Flags
     items: Annotated[list[ItemId], Field(max_length=10_000)] = Field(default_factory=list)
     params: Params = Field(default_factory=dict)
+
+    @field_validator("params")
+    @classmethod
+    def _not_too_deep(cls, value: Params) -> Params:
+        if too_deep(value, MAX_PARAMS_DEPTH):
+            raise ValueError(f"params nest deeper than {MAX_PARAMS_DEPTH} levels")
+        return value
 
 
 class CreateRequest(TokenSpec):
@@ -197,6 +210,11 @@ class WialonTokens:
         sealed = self._sealer.seal(secret, seal_context(secret_hash))
         async with self.pool.acquire() as conn, conn.transaction():
             owner = await self._authorize(conn, req)
+            if await conn.fetchval(Q["count_owner_tokens"], owner) >= MAX_TOKENS_PER_USER:
+                raise Conflict(
+                    f"the user already has {MAX_TOKENS_PER_USER} tokens, the most allowed; delete one first",
+                    limit=MAX_TOKENS_PER_USER,
+                )
             row = await conn.fetchrow(
                 Q["insert_token"],
                 owner,

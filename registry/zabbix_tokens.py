@@ -17,7 +17,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from registry.store import User
-from shared.errors import BadCredentials, Conflict, Expired, Forbidden, NotFound
+from shared.errors import BadCredentials, Conflict, Expired, Forbidden, InvalidInput, NotFound
 from shared.postgres import Connection
 from shared.secrets import lookup_hash, new_hex_secret
 from shared.sqlfile import load_queries
@@ -80,15 +80,29 @@ FilterField = Literal[
 SearchField = Literal["name", "description"]
 
 
+# Most items in any list of a request; the dialect refuses more before it asks.
+MAX_ITEMS = 10_000
+# Most patterns per searched field: each is a condition of its own (and a query parameter).
+MAX_SEARCH_PATTERNS = 100
+# Most tokens one query answers; a query that matches more is refused (too_many), not cut short.
+MAX_ROWS = 10_000
+
+Items = Annotated[list[Id], Field(max_length=MAX_ITEMS)]
+
+
 class QueryRequest(_Body):
     actor_id: Id
-    ids: list[Id] | None = None
-    owner_ids: list[Id] | None = None
+    ids: Items | None = None
+    owner_ids: Items | None = None
     secret: str | None = None
     valid_at: UnixTime | None = None
     expired_at: UnixTime | None = None
-    filter: dict[FilterField, list[int | str]] = Field(default_factory=dict)
-    search: dict[SearchField, list[str]] = Field(default_factory=dict)
+    filter: dict[FilterField, Annotated[list[int | str], Field(max_length=MAX_ITEMS)]] = Field(
+        default_factory=dict
+    )
+    search: dict[SearchField, Annotated[list[str], Field(max_length=MAX_SEARCH_PATTERNS)]] = Field(
+        default_factory=dict
+    )
     search_any: bool = False  # fields' conditions joined by OR instead of AND
     search_prefix: bool = False  # patterns match at the start only
     search_exclude: bool = False  # NOT LIKE
@@ -196,8 +210,9 @@ def build_query(req: QueryRequest, pepper: str) -> tuple[str, str, list[Any]]:
     where = "".join(f"\n      AND {c}" for c in q.conditions)
     order = ", ".join(f"{_SORT_EXPRESSION[f]} {d.upper()}" for f, d in req.sort)
     tail = f"ORDER BY {order + ', ' if order else ''}t.id"
-    if req.limit is not None and not req.count:
-        tail += f" LIMIT {q.param(req.limit)}"
+    if not req.count:
+        # One row past the most a query answers, to tell "exactly MAX_ROWS" from "more".
+        tail += f" LIMIT {q.param(min(req.limit or MAX_ROWS + 1, MAX_ROWS + 1))}"
     return where, tail, q.args
 
 
@@ -354,6 +369,8 @@ class ZabbixTokens:
         _check_actor(rows[0] if rows else None)
         if req.count:
             return {"count": rows[0]["count"]}
+        if len(rows) > MAX_ROWS:
+            raise InvalidInput(f"more than {MAX_ROWS} tokens match", too_many=MAX_ROWS)
         return {"tokens": [_token(row) for row in rows if row["id"] is not None]}
 
     async def authenticate(self, secret: str) -> tuple[User, int, int | None]:

@@ -49,6 +49,8 @@ async def create_pool(dsn: str, max_size: int, timeout: float) -> asyncpg.Pool:
         max_size=max_size,
         timeout=timeout,
         command_timeout=timeout * 3,
+        # The same bound on the server's side: a statement whose client has gone stops there too.
+        server_settings={"statement_timeout": str(int(timeout * 3 * 1000))},
         init=_init_connection,
         reset=_keep_session,
     )

@@ -40,9 +40,10 @@ def lookup_hash(secret: str, pepper: str) -> bytes:
 
 
 def same_secret(a: str | bytes, b: str | bytes) -> bool:
-    """Constant-time comparison."""
-    a_bytes = a.encode() if isinstance(a, str) else a
-    b_bytes = b.encode() if isinstance(b, str) else b
+    """Constant-time comparison. Text that is not UTF-8 (a header's raw bytes, which aiohttp hands over
+    as lone surrogates) compares as those bytes: unequal to any secret of ours, never an exception."""
+    a_bytes = a.encode("utf-8", "surrogatepass") if isinstance(a, str) else a
+    b_bytes = b.encode("utf-8", "surrogatepass") if isinstance(b, str) else b
     return hmac.compare_digest(a_bytes, b_bytes)
 
 

@@ -7,10 +7,11 @@ compose-file test can check that docker-compose.yml sets what each service needs
 from __future__ import annotations
 
 import base64
-from typing import Literal
+import ipaddress
+from typing import Annotated, Literal, TypeAlias
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development-only defaults. Production refuses to start while any of these is still in use.
 DEV_INTERNAL_KEY = "dev-internal-key-change-me"
@@ -18,6 +19,7 @@ DEV_SEAL_KEY = "ZGV2LXNlYWwta2V5LWNoYW5nZS1tZS0zMi1ieXRlcyE="  # base64 of 32 by
 DEV_PEPPER = "dev-pepper-change-me"
 
 Service = Literal["gateway", "issuer", "registry", "sweeper"]
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _b64_or_text(value: str) -> bytes | str:
@@ -68,6 +70,13 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(10, ge=1, validation_alias=_env("TOKENHUB_DB_POOL_MAX"))
     # Largest request body any service accepts; larger ones get the dialect's own error.
     max_body_bytes: int = Field(1 << 20, ge=1024, validation_alias=_env("TOKENHUB_MAX_BODY_BYTES"))
+    # Reverse proxies (comma-separated addresses or CIDR networks) whose X-Forwarded-For the gateway
+    # believes; empty: none, the socket's peer is the client (docs/DECISIONS.md, "Behind a proxy").
+    trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = Field(
+        (), validation_alias=_env("TOKENHUB_TRUSTED_PROXIES")
+    )
+    # Whether the gateway also serves /metrics on its public port; off, it is on GATEWAY_METRICS_PORT.
+    metrics_public: bool = Field(False, validation_alias=_env("TOKENHUB_METRICS_PUBLIC"))
 
     zabbix_version: str = Field("6.0.14", validation_alias=_env("TOKENHUB_ZABBIX_VERSION"))
     # Zabbix sessions end after this many idle seconds (Zabbix's default auto-logout is 15 min).
@@ -95,6 +104,18 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return tuple(ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip())
+        except ValueError as exc:
+            raise ValueError(
+                f"TOKENHUB_TRUSTED_PROXIES: {exc} (give addresses or networks, e.g. 10.0.0.0/8)"
+            ) from exc
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:

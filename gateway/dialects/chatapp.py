@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.dialects.common import client_addr
 from gateway.keys import backends_key, verification_cache_key
 from gateway.verification_cache import cache_key, family_tag, user_tag
 from shared.errors import (
@@ -215,10 +216,6 @@ def plausible(token: str | None, kind: str) -> str:
     return token
 
 
-def _client_addr(request: web.Request) -> str:
-    return request.remote or "-"
-
-
 # --- translating the issuer's pairs ----------------------------------------------------------------
 
 
@@ -256,7 +253,7 @@ async def tokens_make(request: web.Request) -> web.StreamResponse:
         reply = await issuer.call(
             "POST",
             "/v1/pairs",
-            {"email": email, "password": password, "app_id": app_id, "client_addr": _client_addr(request)},
+            {"email": email, "password": password, "app_id": app_id, "client_addr": client_addr(request)},
         )
     except (BadCredentials, NotFound, Forbidden) as exc:
         raise invalid_credentials() from exc
@@ -289,7 +286,7 @@ async def tokens_refresh(request: web.Request) -> web.StreamResponse:
         reply = await issuer.call(
             "POST",
             "/v1/pairs/refresh",
-            {"refresh_token": plausible(token, "rt"), "client_addr": _client_addr(request)},
+            {"refresh_token": plausible(token, "rt"), "client_addr": client_addr(request)},
         )
     except NotFound as exc:
         raise invalid_token() from exc

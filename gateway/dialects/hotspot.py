@@ -26,6 +26,7 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
+from gateway.dialects.common import client_addr
 from gateway.keys import backends_key, verification_cache_key
 from gateway.verification_cache import cache_key, user_tag
 from shared.errors import (
@@ -124,7 +125,7 @@ class Context:
 
     @property
     def client_addr(self) -> str:
-        return self.request.remote or "-"
+        return client_addr(self.request)
 
     async def registry(self, path: str, body: dict[str, Any]) -> Any:
         payload = {"actor_id": self.actor_id, "client_addr": self.client_addr, **body}

@@ -17,7 +17,7 @@ import orjson
 
 from tests.conftest import run_cli
 from tests.e2e.harness import Cluster
-from tests.e2e.hotspot_client import hotspot_client, random_loopback, random_mac
+from tests.e2e.hotspot_client import hotspot_client, new_operator, random_loopback, random_mac
 from tests.e2e.wialon_client import new_user, wialon_client
 
 LOGIN_FAILED = "Incorrect user name or password or account is temporarily blocked."
@@ -157,11 +157,13 @@ async def test_parallel_unknown_wialon_tokens_cost_at_most_the_address_limit(
     assert await events(database_url, "login_blocked", addr=address) == 1
 
 
-async def test_parallel_voucher_guesses_cost_at_most_the_address_limit(cluster: Cluster) -> None:
+async def test_parallel_voucher_guesses_cost_at_most_the_address_limit(
+    cluster: Cluster, environment: dict[str, str]
+) -> None:
     """From one address, each guess from a device of its own: the address's 30 failures are the
     bound, however many arrive at once."""
+    operator_key = new_operator(environment).api_token
     async with hotspot_client(cluster.gateway_url) as hotspot:
-        operator_key = run_cli(["users", "api-key", "Admin"], hotspot_environment(cluster)).stdout.strip()
         guesses = [f"{secrets.randbelow(9 * 10**9) + 10**9}" for _ in range(60)]
         replies = await asyncio.gather(
             *(
@@ -170,7 +172,3 @@ async def test_parallel_voucher_guesses_cost_at_most_the_address_limit(cluster: 
             )
         )
     assert sorted(r.error_code or "" for r in replies) == ["not_found"] * 30 + ["too_many_attempts"] * 30
-
-
-def hotspot_environment(cluster: Cluster) -> dict[str, str]:
-    return cluster["registry"].env

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy, MultiMapping
 
+from gateway.dialects.common import client_addr
 from gateway.dialects.wialon import params as p
 from gateway.dialects.wialon.errors import (
     ACCESS_DENIED,
@@ -87,7 +88,7 @@ class Context:
 
     @property
     def client_addr(self) -> str:
-        return self.request.remote or "-"
+        return client_addr(self.request)
 
     async def issuer(self, path: str, body: dict[str, Any]) -> Any:
         return await self.request.app[backends_key].issuer.call("POST", path, body)

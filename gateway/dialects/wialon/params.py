@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from gateway.dialects.wialon.errors import invalid
+from shared.limits import too_deep
 
 # Wialon's access flags of a token (the reference's table, plus 0x4000 of the newer one).
 ONLINE_TRACKING = 0x100
@@ -38,6 +39,9 @@ MAX_DURATION_S = 8_640_000
 MAX_ITEMS = 10_000
 # `p` is free text for the application; this keeps a row (and a login reply) reasonable.
 MAX_CUSTOM_PARAMS = 65_536
+# JSON encoders stop at some depth (orjson at 255): `p` is stored and shown again, so it is refused
+# well before that, at a depth no application's parameters reach.
+MAX_CUSTOM_PARAMS_DEPTH = 64
 MAX_APP_NAME = 255
 MAX_USER_NAME = 100  # users_username_check
 MAX_PASSWORD = 1024
@@ -143,14 +147,18 @@ def custom_params(params: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any
     value = params.get("p")
     if value is None:
         raise invalid('"p" is required')
-    if isinstance(value, str):
+    given_as_text = isinstance(value, str)
+    if given_as_text:
         if len(value) > MAX_CUSTOM_PARAMS:
             raise invalid(f'"p" is longer than {MAX_CUSTOM_PARAMS} characters')
         try:
             value = orjson.loads(value)
         except orjson.JSONDecodeError as exc:
             raise invalid('"p" is not valid JSON') from exc
-    elif len(orjson.dumps(value)) > MAX_CUSTOM_PARAMS:
+    # Before anything encodes it again (to measure it, to store it).
+    if too_deep(value, MAX_CUSTOM_PARAMS_DEPTH):
+        raise invalid(f'"p" is nested deeper than {MAX_CUSTOM_PARAMS_DEPTH} levels')
+    if not given_as_text and len(orjson.dumps(value)) > MAX_CUSTOM_PARAMS:
         raise invalid(f'"p" is longer than {MAX_CUSTOM_PARAMS} characters')
     if isinstance(value, dict):
         return value

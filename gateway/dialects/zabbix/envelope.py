@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from gateway.backends import Backends
+from gateway.dialects.common import client_addr, header_text
 from gateway.dialects.zabbix.errors import (
     APPLICATION_ERROR,
     INTERNAL_ERROR,
@@ -52,6 +53,10 @@ ALLOWED_CONTENT_TYPES = frozenset({"application/json-rpc", "application/json", "
 SESSION_REALM = "zabbix"
 API_TOKEN = re.compile(r"[0-9a-f]{64}")
 ENVELOPE_MEMBERS = ("jsonrpc", "method", "params", "id", "auth")
+# Calls one batch may hold. Zabbix sets no limit; each call may cost a password check or a write of
+# 10,000 rows, so TokenHub keeps the batch to Wialon's core/batch limit (docs/zabbix.md).
+MAX_BATCH = 100
+TOO_MANY_CALLS = f"A batch may hold at most {MAX_BATCH} requests."
 
 
 @dataclass
@@ -88,7 +93,7 @@ class Context:
 
     @property
     def client_addr(self) -> str:
-        return self.request.remote or "-"
+        return client_addr(self.request)
 
     @property
     def user(self) -> Caller:
@@ -135,6 +140,8 @@ async def handle(request: web.Request) -> web.Response:
         return _json(error_reply(PARSE_ERROR, PARSE_ERROR_DATA, None))
     bearer = _bearer_token(request)
     if isinstance(decoded, list) and decoded:
+        if len(decoded) > MAX_BATCH:
+            return _json(error_reply(INVALID_REQUEST, TOO_MANY_CALLS, None))
         replies = [reply for call in decoded if (reply := await _one_call(request, call, bearer)) is not None]
         return _json(replies) if replies else web.Response(status=200)
     if not isinstance(decoded, dict) or not decoded:
@@ -149,7 +156,7 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _bearer_token(request: web.Request) -> str | None:
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, value = (header_text(request, "Authorization") or "").partition(" ")
     return (value.strip() or None) if scheme.lower() == "bearer" else None
 
 

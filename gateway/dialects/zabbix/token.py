@@ -35,7 +35,7 @@ from gateway.dialects.zabbix.validator import (
     validate,
 )
 from gateway.keys import verification_cache_key
-from shared.errors import Conflict, Forbidden, NotFound
+from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 FIELDS = (
     "tokenid",
@@ -61,6 +61,12 @@ FILTER_FIELDS = (
 )
 NAME_LENGTH = 64  # DB::getFieldLength('token', 'name')
 DESCRIPTION_LENGTH = 65535
+# TokenHub's bounds on one token.get (docs/zabbix.md): patterns per searched field, and tokens answered.
+MAX_SEARCH_PATTERNS = 100
+MAX_ROWS = 10_000
+TOO_MANY_ROWS = (
+    f'More than {MAX_ROWS} API tokens match: narrow the request, or set a "limit" of at most {MAX_ROWS}.'
+)
 
 # Zabbix field -> the registry's field, where the names differ.
 REGISTRY_FIELD = {
@@ -105,7 +111,12 @@ GET = Object(
         "expired_at": Field(Int32(), allow_null=True),
         "filter": Field(Object({name: Field(Loose()) for name in FILTER_FIELDS}), allow_null=True),
         "search": Field(
-            Object({"name": Field(Loose(search=True)), "description": Field(Loose(search=True))}),
+            Object(
+                {
+                    "name": Field(Loose(search=True, length=MAX_SEARCH_PATTERNS)),
+                    "description": Field(Loose(search=True, length=MAX_SEARCH_PATTERNS)),
+                }
+            ),
             allow_null=True,
         ),
         "searchByAny": Field(Boolean()),
@@ -301,6 +312,10 @@ async def token_get(ctx: Context, params: Any) -> Any:
         reply = await ctx.backends.registry.call("POST", "/v1/zabbix-tokens/query", query)
     except Forbidden as exc:
         raise _no_call_permission(ctx) from exc
+    except InvalidInput as exc:
+        if "too_many" not in exc.details:
+            raise
+        raise ApiError(APPLICATION_ERROR, TOO_MANY_ROWS) from exc
     if query["count"]:
         return str(reply["count"])
     output: list[str] = options["output"]

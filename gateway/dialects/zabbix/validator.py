@@ -3,6 +3,10 @@
 Zabbix runs on PHP, where a JSON object and a JSON list are both "arrays": an object rule accepts a
 list (keys "0", "1", ...), an ID list accepts an object's values. Each rule validates a value at a
 path ("/", "/1", "/1/name") and returns it normalised, or raises `invalid_param`.
+
+Every rule costs time in proportion to its input, never more: a list is measured against its length
+limit (Zabbix's `length` rule, "value is too long") before any of its items is looked at, repeats
+are found with sets, and a digit string is measured before it is converted.
 """
 
 from __future__ import annotations
@@ -16,8 +20,22 @@ from gateway.dialects.zabbix.errors import invalid_param
 
 MAX_ID = 9223372036854775807
 MIN_INT32, MAX_INT32 = -2147483648, 2147483647
+# The most items a list of ids or objects may hold: the registry's own limit per call.
+MAX_ITEMS = 10_000
 _INT = re.compile(r"-?[0-9]+")
 _DIGITS = re.compile(r"[0-9]+")
+# More significant digits than this cannot fit any range we check (Python also refuses to convert
+# strings of over 4,300 digits, so they are measured first).
+_MAX_SIGNIFICANT_DIGITS = 20
+
+
+def bounded_int(text: str) -> int | None:
+    """The value of a decimal string that matched _INT or _DIGITS; None if it is so long that it
+    is out of every range (PHP's bccomp takes leading zeros, so "007" is 7)."""
+    digits = text.lstrip("-").lstrip("0")
+    if len(digits) > _MAX_SIGNIFICANT_DIGITS:
+        return None
+    return int(text)
 
 
 def child(path: str, key: str | int) -> str:
@@ -86,8 +104,8 @@ class Int32(Rule):
     def validate(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str) or not _INT.fullmatch(str(value)):
             raise invalid_param(path, "an integer is expected")
-        number = int(value)
-        if not MIN_INT32 <= number <= MAX_INT32:
+        number = bounded_int(str(value))
+        if number is None or not MIN_INT32 <= number <= MAX_INT32:
             raise invalid_param(path, "a number is too large")
         if self.one_of is not None and not _int_in(number, self.one_of):
             shown = ", ".join(part.replace(":", "-") for part in self.one_of.split(","))
@@ -106,12 +124,10 @@ def _int_in(number: int, spec: str) -> bool:
 
 
 def valid_id(value: Any) -> bool:
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, int | str)
-        and _DIGITS.fullmatch(str(value)) is not None
-        and int(value) <= MAX_ID
-    )
+    if isinstance(value, bool) or not isinstance(value, int | str) or not _DIGITS.fullmatch(str(value)):
+        return False
+    number = bounded_int(str(value))
+    return number is not None and number <= MAX_ID
 
 
 @dataclass(frozen=True)
@@ -119,18 +135,26 @@ class Id(Rule):
     def validate(self, value: Any, path: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str) or not _DIGITS.fullmatch(str(value)):
             raise invalid_param(path, "a number is expected")
-        if int(value) > MAX_ID:
+        number = bounded_int(str(value))
+        if number is None or number > MAX_ID:
             raise invalid_param(path, "a number is too large")
-        return int(value)
+        return number
+
+
+def check_length(value: dict[str, Any] | list[Any], path: str, length: int) -> None:
+    """Zabbix's `length` rule of a list: refused before any of its items costs anything."""
+    if len(value) > length:
+        raise invalid_param(path, "value is too long")
 
 
 @dataclass(frozen=True)
 class Ids(Rule):
-    """A list of ids; `normalize` accepts one valid id alone; `uniq` refuses repeats."""
+    """A list of at most `length` ids; `normalize` accepts one valid id alone; `uniq` refuses repeats."""
 
     normalize: bool = False
     not_empty: bool = False
     uniq: bool = False
+    length: int = MAX_ITEMS
 
     def validate(self, value: Any, path: str) -> list[int]:
         if self.normalize and valid_id(value):
@@ -139,11 +163,15 @@ class Ids(Rule):
             raise invalid_param(path, "an array is expected")
         if self.not_empty and not value:
             raise invalid_param(path, "cannot be empty")
+        check_length(value, path, self.length)
         ids: list[int] = []
+        seen: set[int] = set()
         for index, item in enumerate(php_values(value), start=1):
             token_id = Id().validate(item, child(path, index))
-            if self.uniq and token_id in ids:
-                raise invalid_param(child(path, index), f"value ({token_id}) already exists")
+            if self.uniq:
+                if token_id in seen:
+                    raise invalid_param(child(path, index), f"value ({token_id}) already exists")
+                seen.add(token_id)
             ids.append(token_id)
         return ids
 
@@ -171,17 +199,22 @@ class Strings(Rule):
     one_of: tuple[str, ...] | None = None
     uniq: bool = False
     normalize: bool = True
+    length: int = MAX_ITEMS
 
     def validate(self, value: Any, path: str) -> list[str]:
         if self.normalize and isinstance(value, str):
             value = [value]
         if not is_array(value):
             raise invalid_param(path, "an array is expected")
+        check_length(value, path, self.length)
         result: list[str] = []
+        seen: set[str] = set()
         for index, item in enumerate(php_values(value), start=1):
             text = String(one_of=self.one_of).validate(item, child(path, index))
-            if self.uniq and text in result:
-                raise invalid_param(child(path, index), f"value ({text}) already exists")
+            if self.uniq:
+                if text in seen:
+                    raise invalid_param(child(path, index), f"value ({text}) already exists")
+                seen.add(text)
             result.append(text)
         return result
 
@@ -212,15 +245,19 @@ class SortOrder(Rule):
 @dataclass(frozen=True)
 class Loose(Rule):
     """Filter and search values: Zabbix 6.0 checks only that each named field is known. A value
-    (scalar or array) becomes a list of scalars; null means "not given"."""
+    (scalar or array) becomes a list of scalars; null means "not given". TokenHub adds a length
+    limit: every value is a condition of the query."""
 
     search: bool = False
+    length: int = MAX_ITEMS
 
     def validate(self, value: Any, path: str) -> list[Any] | None:
         if value is None:
             return None
         if self.search and isinstance(value, bool):
             raise invalid_param(path, "an array is expected")
+        if is_array(value):
+            check_length(value, path, self.length)
         items = php_values(value) if is_array(value) else [value]
         return [item for item in items if item is not None and not is_array(item)]
 
@@ -260,11 +297,12 @@ class Object(Rule):
 
 @dataclass(frozen=True)
 class Objects(Rule):
-    """A list of objects (one object alone is wrapped), with Zabbix's `uniq` checks."""
+    """A list of at most `length` objects (one object alone is wrapped), with Zabbix's `uniq` checks."""
 
     item: Object
     not_empty: bool = True
     uniq: tuple[tuple[str, ...], ...] = field(default_factory=tuple)
+    length: int = MAX_ITEMS
 
     def validate(self, value: Any, path: str) -> list[dict[str, Any]]:
         if not is_array(value):
@@ -274,6 +312,7 @@ class Objects(Rule):
         items = php_values(value)
         if self.not_empty and not items:
             raise invalid_param(path, "cannot be empty")
+        check_length(items, path, self.length)
         objects = [self.item.validate(obj, child(path, i)) for i, obj in enumerate(items, start=1)]
         for keys in self.uniq:
             check_unique(objects, keys, path)
