@@ -12,7 +12,7 @@ from gateway.keys import backends_key, settings_key
 from gateway.routes import setup_routes
 from gateway.verification_cache import verification_cache
 from shared.settings import Settings
-from shared.web import base_app
+from shared.web import base_app, metrics_listener
 
 
 async def backends(app: web.Application) -> AsyncIterator[None]:
@@ -31,8 +31,14 @@ async def readiness(app: web.Application) -> dict[str, bool]:
 
 async def create_app(settings: Settings | None = None) -> web.Application:
     settings = settings or Settings()
-    app = base_app("gateway", settings, readiness)
+    app = base_app("gateway", settings, readiness, serve_metrics=settings.metrics_public)
     app[settings_key] = settings
-    app.cleanup_ctx.extend([backends, verification_cache])
+    app.cleanup_ctx.extend(
+        [
+            backends,
+            verification_cache,
+            metrics_listener(settings.host, settings.gateway_metrics_port, "GATEWAY_METRICS_PORT"),
+        ]
+    )
     setup_routes(app)
     return app

@@ -14,10 +14,10 @@ from registry.vouchers import VoucherStore
 from registry.wialon_tokens import WialonTokens
 from registry.zabbix_tokens import ZabbixTokens
 from shared.internal import domain_error_middleware, internal_key_middleware
-from shared.postgres import create_pool
+from shared.postgres import create_pool, schema_problem
 from shared.secrets import Sealer
 from shared.settings import Settings
-from shared.web import base_app
+from shared.web import CannotStart, base_app
 
 
 @web.middleware
@@ -36,6 +36,10 @@ async def database_error_middleware(request: web.Request, handler: Any) -> web.S
 async def postgres(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     pool = await create_pool(settings.database_url, settings.db_pool_max, settings.store_timeout)
+    problem = await schema_problem(pool, settings.database_url, settings.store_timeout)
+    if problem is not None:
+        await pool.close()
+        raise CannotStart(problem)
     app[store_key] = Store(pool, settings.pepper, settings.store_timeout)
     app[voucher_store_key] = VoucherStore(pool, settings.pepper, Sealer.from_b64(settings.seal_key))
     app[zabbix_tokens_key] = ZabbixTokens(pool, settings.pepper)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
+
+from shared.postgres import database_name
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number works; this one reads "tokenhub" in ASCII.
@@ -55,16 +57,44 @@ async def apply(conn: asyncpg.Connection) -> list[str]:
     return applied_now
 
 
+# What the services' own role may do, table by table: read and write the data, only append to the
+# audit log, only read the migrations' record. It owns nothing, so it can neither drop nor alter a
+# table, nor disable a trigger, nor TRUNCATE (not granted).
+SERVICE_GRANTS = {
+    "users": "SELECT, INSERT, UPDATE, DELETE",
+    "api_keys": "SELECT, INSERT, UPDATE, DELETE",
+    "apps": "SELECT, INSERT, UPDATE, DELETE",
+    "tokens": "SELECT, INSERT, UPDATE, DELETE",
+    "audit_log": "SELECT, INSERT",
+    "schema_migrations": "SELECT",
+}
+
+
+async def set_up_service_role(conn: asyncpg.Connection, user: str, password: str | None) -> bool:
+    """Make (or update) the login role the services connect as, and grant it exactly SERVICE_GRANTS
+    on this database; True if the role was created. Names and the password go through
+    format(%I / %L) on the server: DDL takes no parameters, and they are never pasted raw."""
+
+    async def run(template: str, *args: str) -> None:
+        statement: str = await conn.fetchval("SELECT format($1, VARIADIC $2::text[])", template, list(args))
+        await conn.execute(statement)
+
+    created = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", user)
+    if created:
+        await run("CREATE ROLE %I LOGIN", user)
+    if password is not None:
+        await run("ALTER ROLE %I PASSWORD %L", user, password)
+    database: str = await conn.fetchval("SELECT current_database()")
+    await run("GRANT CONNECT ON DATABASE %I TO %I", database, user)
+    await run("GRANT USAGE ON SCHEMA public TO %I", user)
+    for table, privileges in SERVICE_GRANTS.items():
+        await run(f"REVOKE ALL ON %I FROM %I; GRANT {privileges} ON %I TO %I", table, user, table, user)
+    return created
+
+
 def _with_database(dsn: str, database: str) -> str:
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path="/" + quote(database)))
-
-
-def database_name(dsn: str) -> str:
-    name = unquote(urlsplit(dsn).path.lstrip("/"))
-    if not name:
-        raise ValueError("DATABASE_URL names no database")
-    return name
 
 
 async def ensure_database(dsn: str, timeout: float = 10.0) -> bool:

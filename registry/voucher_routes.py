@@ -42,6 +42,8 @@ class CreateVouchers(_Body):
     multi_use: bool = False
     lifetime_s: Annotated[int, Field(ge=0, le=MAX_LIFETIME_S)] = 0
     external_ref: ExternalRef | None = None
+    # The reference was given as a number (and is to be shown as one); its text is its digits.
+    external_ref_numeric: bool = False
 
 
 class SearchVouchers(_Body):
@@ -72,6 +74,7 @@ async def create_vouchers(request: web.Request) -> web.Response:
         multi_use=body.multi_use,
         lifetime_s=body.lifetime_s,
         external_ref=body.external_ref,
+        external_ref_numeric=body.external_ref_numeric,
         client_addr=body.client_addr,
     )
     return json_response({"vouchers": vouchers}, status=201)

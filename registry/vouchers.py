@@ -84,6 +84,7 @@ _VOUCHER_COLUMNS = (
     "multi_use",
     "lifetime_s",
     "external_ref",
+    "external_ref_numeric",
 )
 
 
@@ -160,6 +161,7 @@ class VoucherStore:
         multi_use: bool,
         lifetime_s: int,
         external_ref: str | None,
+        external_ref_numeric: bool = False,
         client_addr: str | None = None,
     ) -> list[Voucher]:
         """`count` new vouchers owned by the actor, all in one transaction: all of them or none."""
@@ -172,7 +174,14 @@ class VoucherStore:
                 codes, hashes, sealed = await asyncio.to_thread(self._draw, count - len(created), drawn)
                 drawn.update(codes)
                 rows = await conn.fetch(
-                    Q["insert_vouchers"], actor_id, hashes, sealed, multi_use, lifetime_s, external_ref
+                    Q["insert_vouchers"],
+                    actor_id,
+                    hashes,
+                    sealed,
+                    multi_use,
+                    lifetime_s,
+                    external_ref,
+                    external_ref_numeric,
                 )
                 code_of = dict(zip(hashes, codes, strict=True))
                 created.extend(voucher(row, code_of[row["secret_hash"]]) for row in rows)

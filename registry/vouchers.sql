@@ -12,14 +12,15 @@ SELECT role, status FROM users WHERE id = $1;
 -- name: insert_vouchers
 -- A code that clashes with an existing secret is skipped, not an error: the store draws new codes
 -- for the rows missing from RETURNING, inside the same transaction.
-INSERT INTO tokens (kind, owner_id, creator_id, secret_hash, sealed_secret, multi_use, lifetime_s, external_ref)
-SELECT 'voucher', $1, $1, v.secret_hash, v.sealed_secret, $4, $5, $6
+INSERT INTO tokens (kind, owner_id, creator_id, secret_hash, sealed_secret, multi_use, lifetime_s, external_ref,
+                    external_ref_numeric)
+SELECT 'voucher', $1, $1, v.secret_hash, v.sealed_secret, $4, $5, $6, $7
 FROM unnest($2::bytea[], $3::bytea[]) AS v (secret_hash, sealed_secret)
 ON CONFLICT (secret_hash) DO NOTHING
 RETURNING id, owner_id, secret_hash,
        unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
        unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
-       mac, multi_use, lifetime_s, external_ref;
+       mac, multi_use, lifetime_s, external_ref, external_ref_numeric;
 
 -- name: search_owner
 -- The actor ($1), whose role and status decide what it may list, and its own page: one round trip.
@@ -32,7 +33,7 @@ LEFT JOIN LATERAL (
     SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret,
            unix_seconds(t.created_at) AS created_at, unix_seconds(t.first_used_at) AS first_used_at,
            unix_seconds(t.expires_at) AS expires_at, unix_seconds(t.repaid_at) AS repaid_at,
-           t.mac, t.multi_use, t.lifetime_s, t.external_ref
+           t.mac, t.multi_use, t.lifetime_s, t.external_ref, t.external_ref_numeric
     FROM (
         SELECT id FROM tokens
         WHERE kind = 'voucher' AND deleted_at IS NULL AND owner_id = a.id
@@ -64,7 +65,7 @@ WITH page AS (
 SELECT t.id, t.owner_id, t.secret_hash, t.sealed_secret,
        unix_seconds(t.created_at) AS created_at, unix_seconds(t.first_used_at) AS first_used_at,
        unix_seconds(t.expires_at) AS expires_at, unix_seconds(t.repaid_at) AS repaid_at,
-       t.mac, t.multi_use, t.lifetime_s, t.external_ref
+       t.mac, t.multi_use, t.lifetime_s, t.external_ref, t.external_ref_numeric
 FROM page JOIN tokens t ON t.id = page.id
 ORDER BY t.id;
 
@@ -73,7 +74,7 @@ ORDER BY t.id;
 SELECT id, owner_id, secret_hash, sealed_secret,
        unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
        unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
-       mac, multi_use, lifetime_s, external_ref
+       mac, multi_use, lifetime_s, external_ref, external_ref_numeric
 FROM tokens
 WHERE secret_hash = $1 AND kind = 'voucher' AND deleted_at IS NULL
   AND ($2::bigint IS NULL OR owner_id = $2)
@@ -90,7 +91,7 @@ LIMIT $8 OFFSET $9;
 SELECT id, owner_id, secret_hash, sealed_secret,
        unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
        unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
-       mac, multi_use, lifetime_s, external_ref
+       mac, multi_use, lifetime_s, external_ref, external_ref_numeric
 FROM tokens
 WHERE external_ref = $1 AND kind = 'voucher' AND deleted_at IS NULL
   AND ($2::bigint IS NULL OR owner_id = $2)
@@ -108,7 +109,7 @@ LIMIT $7 OFFSET $8;
 SELECT id, owner_id, secret_hash, sealed_secret,
        unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
        unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
-       deleted_at, mac, multi_use, lifetime_s, external_ref,
+       deleted_at, mac, multi_use, lifetime_s, external_ref, external_ref_numeric,
        (expires_at IS NOT NULL AND expires_at <= now()) AS is_expired
 FROM tokens
 WHERE secret_hash = $1 AND kind = 'voucher' AND ($2::bigint IS NULL OR owner_id = $2)
@@ -128,7 +129,7 @@ WHERE id = $1
 RETURNING id, owner_id, secret_hash, sealed_secret,
        unix_seconds(created_at) AS created_at, unix_seconds(first_used_at) AS first_used_at,
        unix_seconds(expires_at) AS expires_at, unix_seconds(repaid_at) AS repaid_at,
-          mac, multi_use, lifetime_s, external_ref;
+          mac, multi_use, lifetime_s, external_ref, external_ref_numeric;
 
 -- name: repay_vouchers
 -- Repaying twice is not an error and keeps the first repaid_at; `changed` tells which rows this

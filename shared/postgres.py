@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from typing import TYPE_CHECKING, TypeAlias
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import orjson
@@ -64,3 +65,56 @@ async def ping(pool: asyncpg.Pool, timeout: float) -> bool:
     except ANY_DATABASE_ERROR:
         return False
     return bool(value == 1)
+
+
+# --- saying what is wrong, to a person -------------------------------------------------------------
+
+
+def redact(url: str) -> str:
+    """The URL without its password, fit for a message."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def database_name(dsn: str) -> str:
+    name = unquote(urlsplit(dsn).path.lstrip("/"))
+    if not name:
+        raise ValueError("DATABASE_URL names no database")
+    return name
+
+
+def database_problem(exc: BaseException, dsn: str) -> str | None:
+    """What a Postgres error means to whoever runs TokenHub, and what to do about it, in one line;
+    None if it is no fault of the database's or of DATABASE_URL's."""
+    url = f"DATABASE_URL ({redact(dsn)})"
+    try:
+        name = database_name(dsn)
+    except ValueError:
+        return f"{url} names no database: end it with /tokenhub, for example"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return f"database {name} does not exist ({url}): run `tokenhub migrate` first, which creates it"
+    if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedFunctionError):
+        return f"database {name} has no TokenHub schema yet ({url}): run `tokenhub migrate` first"
+    if isinstance(exc, asyncpg.InvalidPasswordError | asyncpg.InvalidAuthorizationSpecificationError):
+        return f"PostgreSQL refused the login ({exc}): check the user and password in {url}"
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return f"the user of {url} may not do this ({exc}): run it as the database's owner"
+    if isinstance(exc, CONNECTION_ERRORS):
+        return f"PostgreSQL does not answer at {url} ({type(exc).__name__}): start it, or set DATABASE_URL"
+    return None
+
+
+async def schema_problem(pool: asyncpg.Pool, dsn: str, timeout: float) -> str | None:
+    """Why a service cannot work with this database at all (it does not exist, it is not migrated,
+    the login is refused), in one line; None when it can, or when Postgres merely does not answer
+    yet (a service starts anyway and reports "not ready" until it does)."""
+    try:
+        await pool.fetchval("SELECT 1 FROM schema_migrations LIMIT 1", timeout=timeout)
+    except ANY_DATABASE_ERROR as exc:
+        if isinstance(exc, CONNECTION_ERRORS):
+            return None
+        return database_problem(exc, dsn)
+    return None

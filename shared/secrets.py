@@ -79,9 +79,10 @@ class Sealer:
     """AES-GCM with a 256-bit key; output is nonce (12 bytes) followed by ciphertext and tag."""
 
     NONCE_BYTES = 12
+    KEY_BYTES = 32
 
     def __init__(self, key: bytes) -> None:
-        if len(key) != 32:
+        if len(key) != self.KEY_BYTES:
             raise ValueError("the seal key must be 32 bytes (base64-encoded in TOKENHUB_SEAL_KEY)")
         self._aead = AESGCM(key)
 

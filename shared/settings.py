@@ -10,7 +10,7 @@ import base64
 import ipaddress
 from typing import Annotated, Literal, TypeAlias
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Development-only defaults. Production refuses to start while any of these is still in use.
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     issuer_port: int = Field(8081, ge=0, le=65535, validation_alias=_env("ISSUER_PORT"))
     registry_port: int = Field(8082, ge=0, le=65535, validation_alias=_env("REGISTRY_PORT"))
     sweeper_port: int = Field(8083, ge=0, le=65535, validation_alias=_env("SWEEPER_PORT"))
+    # The gateway's metrics-only listener for Prometheus on the internal network (0: none); never
+    # publish it.
+    gateway_metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("GATEWAY_METRICS_PORT"))
     issuer_url: str = Field("http://127.0.0.1:8081", validation_alias=_env("TOKENHUB_ISSUER_URL"))
     registry_url: str = Field("http://127.0.0.1:8082", validation_alias=_env("TOKENHUB_REGISTRY_URL"))
 
@@ -60,6 +63,13 @@ class Settings(BaseSettings):
     pepper: str = Field(DEV_PEPPER, min_length=16, validation_alias=_env("TOKENHUB_PEPPER"))
     # Used once, when `tokenhub migrate` creates Admin; empty counts as unset (a password is generated).
     admin_password: str | None = Field(None, validation_alias=_env("TOKENHUB_ADMIN_PASSWORD"))
+    # Read by `tokenhub migrate` only: the login role the services connect as, which owns no table
+    # (so it cannot truncate or alter the audit log); migrate creates it and grants it what the
+    # services need. Unset: the services use DATABASE_URL's user, the tables' owner (development).
+    service_db_user: str | None = Field(
+        None, pattern=r"^[a-z_][a-z0-9_]{0,62}$", validation_alias=_env("TOKENHUB_SERVICE_DB_USER")
+    )
+    service_db_password: str | None = Field(None, validation_alias=_env("TOKENHUB_SERVICE_DB_PASSWORD"))
 
     # Seconds a gateway may reuse a token verification (0: never); revocations drop entries at once.
     verify_cache_ttl: float = Field(1.0, ge=0, le=1.0, validation_alias=_env("TOKENHUB_VERIFY_CACHE_TTL"))
@@ -75,7 +85,8 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[tuple[Network, ...], NoDecode] = Field(
         (), validation_alias=_env("TOKENHUB_TRUSTED_PROXIES")
     )
-    # Whether the gateway also serves /metrics on its public port; off, it is on GATEWAY_METRICS_PORT.
+    # Whether the gateway serves /metrics on its public port. Off (the default), metrics would tell
+    # anyone how busy each route is; Prometheus scrapes GATEWAY_METRICS_PORT on the internal network.
     metrics_public: bool = Field(False, validation_alias=_env("TOKENHUB_METRICS_PUBLIC"))
 
     zabbix_version: str = Field("6.0.14", validation_alias=_env("TOKENHUB_ZABBIX_VERSION"))
@@ -100,10 +111,50 @@ class Settings(BaseSettings):
     idle_days_voucher: int | None = Field(None, ge=1, validation_alias=_env("TOKENHUB_IDLE_DAYS_VOUCHER"))
     voucher_retention_days: int = Field(30, ge=0, validation_alias=_env("TOKENHUB_VOUCHER_RETENTION_DAYS"))
 
-    @field_validator("admin_password")
+    @field_validator("admin_password", "service_db_user", "service_db_password")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("seal_key")
+    @classmethod
+    def _seal_key_opens(cls, value: str) -> str:
+        from shared.secrets import Sealer  # local import: secrets imports nothing from settings
+
+        # At start, not at the first seal: a malformed key would otherwise surface mid-request.
+        try:
+            key = base64.b64decode(value, validate=True)
+        except ValueError:
+            raise ValueError("is not valid base64; make a key with: openssl rand -base64 32") from None
+        if len(key) != Sealer.KEY_BYTES:
+            raise ValueError(
+                f"the seal key must be {Sealer.KEY_BYTES} bytes, base64-encoded (this one is {len(key)}); "
+                "make one with: openssl rand -base64 32"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must be a postgresql:// URL, e.g. postgresql://user:password@host:5432/tokenhub"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL, e.g. redis://host:6379/0")
+        return value
+
+    @field_validator("issuer_url", "registry_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// URL, e.g. http://issuer:8081")
+        return value
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod
@@ -113,9 +164,7 @@ class Settings(BaseSettings):
         try:
             return tuple(ipaddress.ip_network(part.strip()) for part in value.split(",") if part.strip())
         except ValueError as exc:
-            raise ValueError(
-                f"TOKENHUB_TRUSTED_PROXIES: {exc} (give addresses or networks, e.g. 10.0.0.0/8)"
-            ) from exc
+            raise ValueError(f"{exc} (give addresses or networks, e.g. 10.0.0.0/8)") from exc
 
     @model_validator(mode="after")
     def _refuse_unsafe_defaults(self) -> Settings:
@@ -134,9 +183,6 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "TOKENHUB_ENV=production refuses the development defaults of " + ", ".join(unsafe)
                 )
-        from shared.secrets import Sealer  # local import: secrets imports nothing from settings
-
-        Sealer.from_b64(self.seal_key)  # fail at start, not at the first seal, on a malformed key
         return self
 
     def idle_days_for(self, kind: Literal["zabbix", "wialon", "voucher"]) -> int:
@@ -150,6 +196,32 @@ class Settings(BaseSettings):
             "registry": self.registry_port,
             "sweeper": self.sweeper_port,
         }[service]
+
+
+class SettingsError(Exception):
+    """Settings that cannot be used, said in one line that names each variable and what it needs."""
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or SettingsError with one line for a person to act on."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    """One line for every problem: the environment variable, then what is wrong with it. Never the
+    value itself: it may be a key."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = str(error["msg"]).removeprefix("Value error, ")
+        # Located by the variable's name (the field's alias), or by the field's own name.
+        where = str(error["loc"][0]) if error["loc"] else ""
+        if where in Settings.model_fields:
+            where = env_name(where)
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
 
 
 def env_name(field: str) -> str:
@@ -166,7 +238,15 @@ def env_name(field: str) -> str:
 # All three secrets are common: production refuses a development default in any of them, everywhere.
 COMMON_FIELDS = ("env", "host", "log_level", "internal_key", "seal_key", "pepper")
 SERVICE_FIELDS: dict[Service, tuple[str, ...]] = {
-    "gateway": (*COMMON_FIELDS, "gateway_port", "issuer_url", "registry_url", "redis_url", "redis_prefix"),
+    "gateway": (
+        *COMMON_FIELDS,
+        "gateway_port",
+        "gateway_metrics_port",
+        "issuer_url",
+        "registry_url",
+        "redis_url",
+        "redis_prefix",
+    ),
     "issuer": (*COMMON_FIELDS, "issuer_port", "redis_url", "redis_prefix", "registry_url"),
     "registry": (*COMMON_FIELDS, "registry_port", "database_url"),
     "sweeper": (*COMMON_FIELDS, "sweeper_port", "database_url", "redis_url", "redis_prefix"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvloop
@@ -19,7 +21,7 @@ from shared.logging import (
     setup_logging,
 )
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
-from shared.settings import Service, Settings
+from shared.settings import Service, Settings, SettingsError, env_name, load_settings
 
 access_log = logging.getLogger("tokenhub.access")
 
@@ -116,9 +118,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def base_app(
-    service: Service, settings: Settings, readiness: ReadinessCheck, *extra_middlewares: Any
+    service: Service,
+    settings: Settings,
+    readiness: ReadinessCheck,
+    *extra_middlewares: Any,
+    serve_metrics: bool = True,
 ) -> web.Application:
-    """An application with the probes, metrics and observability every service shares."""
+    """An application with the probes, metrics and observability every service shares. A public
+    listener passes `serve_metrics=False` and serves /metrics elsewhere (`metrics_listener`)."""
     app = web.Application(
         middlewares=[observability_middleware(service), *extra_middlewares],
         client_max_size=settings.max_body_bytes,
@@ -127,13 +134,46 @@ def base_app(
     app[readiness_key] = readiness
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    if serve_metrics:
+        app.router.add_get("/metrics", metrics)
     return app
 
 
+def metrics_listener(host: str, port: int, variable: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that serves /metrics alone on a port of its own (0: none; `variable` is the
+    setting that names it), for a service whose main port is public: Prometheus scrapes it on the
+    internal network."""
+
+    async def listen(app: web.Application) -> AsyncIterator[None]:
+        if not port:
+            yield
+            return
+        scrape = web.Application()
+        scrape.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(scrape, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            if exc.errno in _LISTEN_ERRORS:
+                raise CannotListen(variable, host, port, exc) from None
+            raise
+        yield
+        await runner.cleanup()
+
+    return listen
+
+
 def serve(service: Service, factory: Callable[[Settings], Awaitable[web.Application]]) -> None:
-    """Entry point of `python -m <service>`: settings once, JSON logs, uvloop, serve until SIGTERM."""
-    settings = Settings()
+    """Entry point of `python -m <service>`: settings once, JSON logs, uvloop, serve until SIGTERM.
+    Settings it cannot use, or a port it cannot listen on, end it with one line saying which
+    setting to change, and a non-zero status; never a traceback."""
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"{service}: bad settings: {exc}\n")
+        raise SystemExit(2) from None
     setup_logging(service, settings.log_level)
     port = settings.port_of(service)
 
@@ -141,13 +181,40 @@ def serve(service: Service, factory: Callable[[Settings], Awaitable[web.Applicat
         return await factory(settings)
 
     logging.getLogger(service).info("starting on %s:%d", settings.host, port)
-    web.run_app(
-        start(),
-        host=settings.host,
-        port=port,
-        access_log=None,
-        print=None,
-        handle_signals=True,
-        shutdown_timeout=5,
-        loop=uvloop.new_event_loop(),
-    )
+    try:
+        web.run_app(
+            start(),
+            host=settings.host,
+            port=port,
+            access_log=None,
+            print=None,
+            handle_signals=True,
+            shutdown_timeout=5,
+            loop=uvloop.new_event_loop(),
+        )
+    except CannotStart as exc:
+        sys.stderr.write(f"{service}: {exc}\n")
+        raise SystemExit(1) from None
+    except OSError as exc:
+        if exc.errno not in _LISTEN_ERRORS:
+            raise
+        sys.stderr.write(
+            f"{service}: {CannotListen(env_name(f'{service}_port'), settings.host, port, exc)}\n"
+        )
+        raise SystemExit(1) from None
+
+
+# Why a socket cannot listen, as far as an operator can do something about it.
+_LISTEN_ERRORS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+
+
+class CannotStart(Exception):
+    """Why a service cannot start, in the one line its operator reads."""
+
+
+class CannotListen(CannotStart):
+    def __init__(self, variable: str, host: str, port: int, cause: OSError) -> None:
+        super().__init__(
+            f"cannot listen on {host}:{port} ({cause.strerror}): set {variable} to a free port, "
+            "or TOKENHUB_HOST to an address of this machine"
+        )

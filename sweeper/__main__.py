@@ -10,7 +10,7 @@ import uvloop
 
 from shared.logging import setup_logging
 from shared.postgres import create_pool
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError, load_settings
 from shared.web import serve
 from sweeper.app import connect_redis, create_app
 from sweeper.jobs import Sweeper
@@ -34,7 +34,11 @@ def main() -> None:
     if not (args.once or args.dry_run):
         serve("sweeper", create_app)
         return
-    settings = Settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"sweeper: bad settings: {exc}\n")
+        raise SystemExit(2) from None
     setup_logging("sweeper", settings.log_level)
     result = uvloop.run(one_pass(settings, args.dry_run))
     sys.stdout.write(orjson.dumps(result).decode() + "\n")

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from redis.asyncio import Redis
 
-from shared.postgres import CONNECTION_ERRORS, create_pool, ping
+from shared.postgres import CONNECTION_ERRORS, create_pool, ping, schema_problem
 from shared.settings import Settings
-from shared.web import base_app, liveness_key
+from shared.web import CannotStart, base_app, liveness_key
 from sweeper.jobs import Sweeper
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,10 @@ def connect_redis(settings: Settings) -> Redis:
 async def stores(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     pool = await create_pool(settings.database_url, 2, settings.store_timeout)
+    problem = await schema_problem(pool, settings.database_url, settings.store_timeout)
+    if problem is not None:
+        await pool.close()
+        raise CannotStart(problem)
     redis = connect_redis(settings)
     app[sweeper_key] = Sweeper(pool, redis, settings)
     yield

@@ -24,9 +24,9 @@ from registry import migrate as migrations
 from registry.store import ROLES, Store, translate
 from shared import revocations
 from shared.errors import InvalidInput, NotFound, TokenHubError
-from shared.postgres import ANY_DATABASE_ERROR, create_pool
+from shared.postgres import ANY_DATABASE_ERROR, create_pool, database_name, database_problem, redact
 from shared.secrets import new_urlsafe_secret
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError, load_settings
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 1
@@ -137,13 +137,20 @@ async def _with_store(settings: Settings, work: Callable[[Store], Awaitable[None
 async def migrate(settings: Settings) -> None:
     created = await migrations.ensure_database(settings.database_url, settings.store_timeout)
     if created:
-        print(f"created database {migrations.database_name(settings.database_url)}", file=sys.stderr)
+        print(f"created database {database_name(settings.database_url)}", file=sys.stderr)
     conn = await asyncpg.connect(settings.database_url, timeout=settings.store_timeout)
     try:
         applied = await migrations.apply(conn)
+        print(f"applied {', '.join(applied)}" if applied else "schema is up to date", file=sys.stderr)
+        role = settings.service_db_user
+        if role is not None:
+            created = await migrations.set_up_service_role(conn, role, settings.service_db_password)
+            print(
+                f"{'created' if created else 'updated'} role {role}: point the services' DATABASE_URL at it",
+                file=sys.stderr,
+            )
     finally:
         await conn.close()
-    print(f"applied {', '.join(applied)}" if applied else "schema is up to date", file=sys.stderr)
 
     async def bootstrap(store: Store) -> None:
         password = settings.admin_password
@@ -235,7 +242,7 @@ async def _tell_redis(
     except (redis.exceptions.RedisError, OSError) as exc:
         raise StoreError(
             f"the change to {name} is in the database, but Redis does not answer at REDIS_URL "
-            f"({_redact(settings.redis_url)}): {type(exc).__name__}; its sessions and ChatApp pairs are "
+            f"({redact(settings.redis_url)}): {type(exc).__name__}; its sessions and ChatApp pairs are "
             "not ended yet. Start Redis and run the same command again."
         ) from exc
     finally:
@@ -272,7 +279,7 @@ async def check_stores(settings: Settings) -> list[str]:
         pass  # the server answers; `migrate` creates the database next
     except ANY_DATABASE_ERROR as exc:
         missing.append(
-            f"PostgreSQL does not answer at DATABASE_URL ({_redact(settings.database_url)}): {exc}. "
+            f"PostgreSQL does not answer at DATABASE_URL ({redact(settings.database_url)}): {exc}. "
             "Start it (pg_ctlcluster <version> main start) or set DATABASE_URL."
         )
     client = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=settings.store_timeout)
@@ -280,7 +287,7 @@ async def check_stores(settings: Settings) -> list[str]:
         await client.ping()
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         missing.append(
-            f"Redis does not answer at REDIS_URL ({_redact(settings.redis_url)}): {exc}. "
+            f"Redis does not answer at REDIS_URL ({redact(settings.redis_url)}): {exc}. "
             "Start redis-server or set REDIS_URL."
         )
     finally:
@@ -288,16 +295,7 @@ async def check_stores(settings: Settings) -> list[str]:
     return missing
 
 
-def _redact(url: str) -> str:
-    """The URL without its password, fit for a message."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at or ":" not in credentials:
-        return url
-    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
-
-
-def _run(coro: Awaitable[None]) -> int:
+def _run(coro: Awaitable[None], settings: Settings) -> int:
     async def guarded() -> int:
         try:
             await coro
@@ -314,11 +312,22 @@ def _run(coro: Awaitable[None]) -> int:
             sys.stderr.write(f"tokenhub: error: {exc.message}\n")
             return EXIT_USAGE if exc.status < 500 else EXIT_UNAVAILABLE
         except Exception as exc:
+            problem = database_problem(exc, settings.database_url)
+            if problem is not None:
+                sys.stderr.write(f"tokenhub: error: {problem}\n")
+                return EXIT_UNAVAILABLE
             domain = translate(exc)
-            if domain is None:
+            if domain is not None:
+                sys.stderr.write(f"tokenhub: error: {domain.message}\n")
+                return EXIT_USAGE if domain.status < 500 else EXIT_UNAVAILABLE
+            if settings.log_level.upper() == "DEBUG":
                 raise
-            sys.stderr.write(f"tokenhub: error: {domain.message}\n")
-            return EXIT_USAGE if domain.status < 500 else EXIT_UNAVAILABLE
+            # A bug of ours: one line for the operator, the traceback on request.
+            sys.stderr.write(
+                f"tokenhub: error: unexpected {type(exc).__name__}: {exc} "
+                "(TOKENHUB_LOG_LEVEL=DEBUG shows where)\n"
+            )
+            return EXIT_UNAVAILABLE
         return 0
 
     return asyncio.run(guarded())
@@ -327,12 +336,12 @@ def _run(coro: Awaitable[None]) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
-    except ValueError as exc:
-        sys.stderr.write(f"tokenhub: error: bad settings: {str(exc).splitlines()[0]}\n")
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.stderr.write(f"tokenhub: error: bad settings: {exc}\n")
         return EXIT_USAGE
     if args.command == "migrate":
-        return _run(migrate(settings))
+        return _run(migrate(settings), settings)
     if args.command == "up":
         from tokenhub.supervisor import up
 
@@ -341,10 +350,10 @@ def main(argv: list[str] | None = None) -> int:
             for line in missing:
                 sys.stderr.write(f"tokenhub: {line}\n")
             return EXIT_UNAVAILABLE
-        status = _run(migrate(settings))
+        status = _run(migrate(settings), settings)
         return status or up(settings, dict(os.environ))
     if args.command == "audit":
-        return _run(audit_events(settings, args))
+        return _run(audit_events(settings, args), settings)
     if args.command == "users":
         command = {
             "add": users_add,
@@ -353,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
             "enable": users_enable,
             "revoke": users_revoke,
         }[args.users_command]
-        return _run(command(settings, args))
-    return _run(apps_add(settings, args))
+        return _run(command(settings, args), settings)
+    return _run(apps_add(settings, args), settings)
 
 
 if __name__ == "__main__":

@@ -402,7 +402,10 @@ def voucher_object(voucher: dict[str, Any]) -> dict[str, Any]:
         "validity": voucher["lifetime_s"],
         "repaid_at": format_time(voucher["repaid_at"]),
         "mac": voucher["mac"],
-        "u_id": voucher["external_ref"],
+        # As it was given: the document's own example answers the integer it was sent.
+        "u_id": int(ref)
+        if (ref := voucher["external_ref"]) is not None and voucher["external_ref_numeric"]
+        else ref,
     }
 
 
@@ -433,11 +436,13 @@ async def gettokens(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]
 async def createtokens(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]:
     check_names(params, ("count", "multiple", "lifetime", "u_id"), required=("count",))
     lifetime = params.get("lifetime")
+    u_id = params.get("u_id")
     body = {
         "count": parse_int(params["count"], "count", 1, MAX_BATCH),
         "multi_use": bool(parse_flag(params.get("multiple"), "multiple")),
         "lifetime_s": 0 if lifetime is None else parse_int(lifetime, "lifetime", 0, MAX_LIFETIME_S),
-        "external_ref": parse_u_id(params.get("u_id")),
+        "external_ref": parse_u_id(u_id),
+        "external_ref_numeric": isinstance(u_id, int) and not isinstance(u_id, bool),
     }
     reply = await ctx.registry("/v1/vouchers", body)
     return [voucher_object(v) for v in reply["vouchers"]]

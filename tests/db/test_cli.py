@@ -203,7 +203,7 @@ def test_unreachable_database_is_said_plainly(environment: dict[str, str]) -> No
     result = run_cli(["users", "add", "x", "--role", "user"], env)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1
-    assert "database did not answer" in result.stderr
+    assert "PostgreSQL does not answer at DATABASE_URL" in result.stderr
 
 
 def test_audit_shows_who_did_what(environment: dict[str, str]) -> None:

@@ -156,6 +156,9 @@ async def test_audit_log_is_append_only(database_url: str) -> None:
             await conn.execute("UPDATE audit_log SET event = 'changed' WHERE event = 'test_event'")
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await conn.execute("DELETE FROM audit_log WHERE event = 'test_event'")
+        # TRUNCATE fires no row trigger; a statement trigger refuses it, even to the owner.
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await conn.execute("TRUNCATE audit_log")
         assert await conn.fetchval("SELECT count(*) FROM audit_log WHERE event = 'test_event'") == 1
     finally:
         await conn.close()

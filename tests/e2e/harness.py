@@ -56,6 +56,12 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def metrics_url(self) -> str:
+        """Where its /metrics is: the gateway serves them on a port of their own, not the public one."""
+        port = self.env["GATEWAY_METRICS_PORT"] if self.name == "gateway" else self.port
+        return f"http://127.0.0.1:{port}/metrics"
+
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} is already running"
         log = self.log_path.open("ab")
@@ -106,6 +112,7 @@ class Cluster:
 def cluster_environment(base_env: dict[str, str], ports: dict[Service, int]) -> dict[str, str]:
     env = dict(base_env)
     env.update({PORT_VARIABLE[name]: str(port) for name, port in ports.items()})
+    env["GATEWAY_METRICS_PORT"] = str(free_port())
     env["TOKENHUB_ISSUER_URL"] = f"http://127.0.0.1:{ports['issuer']}"
     env["TOKENHUB_REGISTRY_URL"] = f"http://127.0.0.1:{ports['registry']}"
     # A short backend timeout keeps outage tests quick; it is still far above a healthy call.

@@ -804,7 +804,10 @@ async def test_a_revocation_reaches_every_gateway_within_a_second(
     app = add_app(environment)
     port = free_port()
     second = ServiceProcess(
-        "gateway", port, dict(own_cluster["gateway"].env, GATEWAY_PORT=str(port)), tmp_path / "b.log"
+        "gateway",
+        port,
+        dict(own_cluster["gateway"].env, GATEWAY_PORT=str(port), GATEWAY_METRICS_PORT=str(free_port())),
+        tmp_path / "b.log",
     )
     second.start()
     try:
@@ -814,7 +817,7 @@ async def test_a_revocation_reaches_every_gateway_within_a_second(
         bearer = {"Authorization": pair["accessToken"]}
         for _ in range(3):  # the first fills A's cache, the others are answered from it
             assert (await call(http, "GET", a + "/v1/tokens/check", headers=bearer)).status == 200
-        async with http.get(a + "/metrics") as r:
+        async with http.get(own_cluster["gateway"].metrics_url) as r:
             assert 'tokenhub_gateway_verify_cache_total{outcome="hit"}' in await r.text()
 
         assert (await call(http, "DELETE", b + "/v1/tokens", headers=bearer)).status == 200

@@ -313,6 +313,19 @@ async def test_createtokens_refuses_bad_parameters_and_creates_nothing(
     assert (await hotspot.ok(barren.api_token, "gettokens")).body["data"] == {}
 
 
+async def test_a_u_id_comes_back_as_the_type_it_was_given(hotspot: Hotspot, operator: Operator) -> None:
+    number = (await hotspot.create(operator.api_token, 1, u_id=123))[0]
+    text = (await hotspot.create(operator.api_token, 1, u_id="123"))[0]
+    for code, expected in ((number, 123), (text, "123")):
+        voucher = await hotspot.voucher(operator.api_token, code)
+        assert voucher is not None
+        assert voucher["u_id"] == expected
+    # Filtering by u_id matches both spellings, as they name one reference.
+    for given in (123, "123"):
+        listed = (await hotspot.ok(operator.api_token, "gettokens", {"u_id": given})).tokens
+        assert {number, text} <= set(listed)
+
+
 async def test_voucher_object_fields_and_times(hotspot: Hotspot, operator: Operator) -> None:
     before = int(time.time()) - 1
     code = (await hotspot.create(operator.api_token, 1, multiple=1, lifetime=3600, u_id=42))[0]
@@ -323,7 +336,8 @@ async def test_voucher_object_fields_and_times(hotspot: Hotspot, operator: Opera
     assert TIME.fullmatch(fresh["created_at"])
     assert before <= unix(fresh["created_at"]) <= after
     assert [fresh[name] for name in ("used_at", "expired_at", "repaid_at", "mac")] == [None] * 4
-    assert (fresh["multiple"], fresh["validity"], fresh["u_id"]) == (1, 3600, "42")
+    # u_id keeps the type it was given: the document's own example answers "u_id": 123.
+    assert (fresh["multiple"], fresh["validity"], fresh["u_id"]) == (1, 3600, 42)
 
     used = (await hotspot.ok(operator.api_token, "usetoken", {"token": int(code), "mac": mac(7)})).item
     assert TIME.fullmatch(used["used_at"])

@@ -14,7 +14,6 @@ even when the refused request carries a valid token or valid credentials.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import run_cli
 from tests.e2e.harness import Cluster, running_cluster
 from tests.e2e.hotspot_client import random_loopback
+from tests.e2e.raw_http import send_raw
 from tests.e2e.test_chatapp import (
     INVALID_CREDENTIALS,
     INVALID_TOKEN,
@@ -279,39 +279,6 @@ def test_successes_and_refusals_match_the_document(
 
 
 # --- by hand: header lines, header values and bodies that must change nothing ------------------------
-
-
-@dataclass(frozen=True)
-class RawReply:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        assert self.headers["content-type"].startswith("application/json"), self
-        return orjson.loads(self.body)
-
-
-async def send_raw(port: int, method: str, path: str, headers: list[bytes], body: bytes = b"") -> RawReply:
-    """One request written byte by byte, as no HTTP client library would let us write it."""
-    head = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", *headers]
-    head += [b"Content-Length: " + str(len(body)).encode(), b"Connection: close"]
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
-        await writer.drain()
-        raw = await asyncio.wait_for(reader.read(), timeout=30)  # the server closes when done
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    status_line, _, rest = raw.partition(b"\r\n")
-    header_block, _, content = rest.partition(b"\r\n\r\n")
-    names_values = (line.split(b":", 1) for line in header_block.split(b"\r\n") if line)
-    return RawReply(
-        int(status_line.split()[1]),
-        {name.decode().strip().lower(): value.decode().strip() for name, value in names_values},
-        content,
-    )
 
 
 @dataclass(frozen=True)

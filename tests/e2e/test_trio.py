@@ -35,7 +35,7 @@ async def test_every_service_has_probes_and_metrics(
     async with http.get(base + "/readyz") as r:
         assert r.status == 200, await r.text()
         assert all((await r.json())["checks"].values())
-    async with http.get(base + "/metrics") as r:
+    async with http.get(cluster[service].metrics_url) as r:
         assert r.status == 200
         assert "tokenhub_http_requests_total" in await r.text()
 

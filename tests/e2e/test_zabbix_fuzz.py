@@ -149,7 +149,36 @@ def test_any_bytes_get_a_parse_error_or_a_412(cluster: Cluster, raw: bytes, cont
             check_reply(one)
 
 
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_options_is_a_preflight_answered_as_api_jsonrpc_php_does(cluster: Cluster) -> None:
+    """Zabbix 6.0 answers OPTIONS with its CORS headers and nothing else, whatever the Content-Type."""
+    url = cluster.gateway_url + "/api_jsonrpc.php"
+    for content_type in ("", "application/json"):
+        request = urllib.request.Request(  # noqa: S310 (loopback only)
+            url, method="OPTIONS", headers={"Content-Type": content_type} if content_type else {}
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            assert (response.status, response.read()) == (200, b"")
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+            assert response.headers["Access-Control-Allow-Headers"] == "Content-Type"
+            assert response.headers["Access-Control-Allow-Methods"] == "POST"
+            assert response.headers["Access-Control-Max-Age"] == "1000"
+
+
+def test_every_answer_carries_the_cors_headers(cluster: Cluster) -> None:
+    url = cluster.gateway_url + "/api_jsonrpc.php"
+    for content_type, body in (("", b""), ("application/json", b"{"), ("application/json", b"{}")):
+        request = urllib.request.Request(  # noqa: S310 (loopback only)
+            url, data=body, method="POST", headers={"Content-Type": content_type} if content_type else {}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                headers = response.headers
+        except urllib.error.HTTPError as exc:
+            headers = exc.headers
+        assert headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 def test_other_http_methods_are_answered_as_api_jsonrpc_php_does(cluster: Cluster, method: str) -> None:
     """api_jsonrpc.php looks at the Content-Type, not at the method: without a JSON one a bare 412,
     with one the body is read as a call like any POST's (an empty body is a parse error)."""

@@ -94,8 +94,8 @@ async def repair_part(stack: Stack, part: Part) -> None:
         await asyncio.to_thread(stack.postgres.start)
 
 
-async def cache_hits(gateway_url: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(gateway_url + "/metrics") as response:
+async def cache_hits(metrics_url: str) -> float:
+    async with aiohttp.ClientSession() as http, http.get(metrics_url) as response:
         text = await response.text()
     for line in text.splitlines():
         if line.startswith('tokenhub_gateway_verify_cache_total{outcome="hit"} '):
@@ -103,11 +103,11 @@ async def cache_hits(gateway_url: str) -> float:
     return 0.0
 
 
-async def cache_serves_again(gateway_url: str, limit: float) -> bool:
-    before = await cache_hits(gateway_url)
+async def cache_serves_again(metrics_url: str, limit: float) -> bool:
+    before = await cache_hits(metrics_url)
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        if await cache_hits(gateway_url) > before:
+        if await cache_hits(metrics_url) > before:
             return True
         await asyncio.sleep(0.2)
     return False
@@ -252,7 +252,7 @@ async def test_an_outage_under_load_loses_nothing_and_heals_without_restarting_t
         healed = await load.settled(back_at, tail=STEADY_TAIL, limit=RECOVERY_BOUND + STEADY_TAIL)
         # The gateway answers from its verification cache only while it follows the revocation
         # channel; hits after the outage mean it is subscribed again, by itself.
-        cache_back = await cache_serves_again(stack.cluster.gateway_url, RECOVERY_BOUND)
+        cache_back = await cache_serves_again(stack.cluster["gateway"].metrics_url, RECOVERY_BOUND)
     outcomes = load.outcomes
 
     # Every answer in the dialect's envelope, in time.

@@ -50,6 +50,13 @@ from shared.settings import Settings
 log = logging.getLogger(__name__)
 
 ALLOWED_CONTENT_TYPES = frozenset({"application/json-rpc", "application/json", "application/jsonrequest"})
+# What Zabbix 6.0's api_jsonrpc.php sends with every answer, before it looks at anything else.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Allow-Methods": "POST",
+    "Access-Control-Max-Age": "1000",
+}
 SESSION_REALM = "zabbix"
 API_TOKEN = re.compile(r"[0-9a-f]{64}")
 ENVELOPE_MEMBERS = ("jsonrpc", "method", "params", "id", "auth")
@@ -127,6 +134,17 @@ def api_method(name: str, *, needs_auth: bool = True) -> Callable[[Method], Meth
 
 
 async def handle(request: web.Request) -> web.Response:
+    """api_jsonrpc.php: CORS headers on every answer; OPTIONS (a browser's preflight) gets them and
+    nothing else; any other method must carry a JSON Content-Type (else a bare 412), and then its
+    body is read as one call or a batch, whatever the method."""
+    response = await _answer(request)
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+async def _answer(request: web.Request) -> web.Response:
+    if request.method == "OPTIONS":
+        return web.Response(status=200, content_type="text/html", charset="utf-8")
     content_type = request.headers.get("Content-Type", "").split(";", 1)[0].strip()
     if content_type not in ALLOWED_CONTENT_TYPES:
         return web.Response(status=412)  # Zabbix's api_jsonrpc.php: a bare 412, no body

@@ -35,7 +35,8 @@ def bounded_int(text: str) -> int | None:
     digits = text.lstrip("-").lstrip("0")
     if len(digits) > _MAX_SIGNIFICANT_DIGITS:
         return None
-    return int(text)
+    value = int(digits or "0")  # without its zeros: Python counts them against its limit too
+    return -value if text.startswith("-") else value
 
 
 def child(path: str, key: str | int) -> str:
