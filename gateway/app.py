@@ -35,9 +35,10 @@ async def create_app(settings: Settings | None = None) -> web.Application:
     app[settings_key] = settings
     app.cleanup_ctx.extend(
         [
+            # First: a port it cannot listen on stops the start before anything else is opened.
+            metrics_listener(settings.host, settings.gateway_metrics_port, "GATEWAY_METRICS_PORT"),
             backends,
             verification_cache,
-            metrics_listener(settings.host, settings.gateway_metrics_port, "GATEWAY_METRICS_PORT"),
         ]
     )
     setup_routes(app)

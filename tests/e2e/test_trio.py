@@ -50,6 +50,24 @@ async def test_every_service_has_probes_and_metrics(
     ],
 )
 @pytest.mark.parametrize("key", [None, "wrong-key-of-enough-length"])
+async def test_the_gateway_keeps_its_metrics_off_its_public_port(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    """How busy each route is, and how often verifications fail, is for the operator's Prometheus,
+    not for anyone who can reach the public port (TOKENHUB_METRICS_PUBLIC is off by default)."""
+    async with http.get(cluster.gateway_url + "/metrics") as r:
+        assert r.status == 404
+        assert "tokenhub_" not in await r.text()
+    async with http.get(cluster["gateway"].metrics_url) as r:
+        assert r.status == 200
+        assert "tokenhub_http_requests_total" in await r.text()
+    # The metrics listener serves nothing else.
+    metrics_base = cluster["gateway"].metrics_url.removesuffix("/metrics")
+    for path in ("/healthz", "/api_jsonrpc.php", "/v1/tokens/check"):
+        async with http.get(metrics_base + path) as r:
+            assert r.status == 404
+
+
 async def test_internal_endpoints_refuse_requests_without_the_internal_key(
     cluster: Cluster, http: aiohttp.ClientSession, service: Service, method: str, path: str, key: str | None
 ) -> None:

@@ -28,8 +28,13 @@ PARAM_NAMES = [
 # Text without lone surrogates: they cannot be sent as UTF-8 at all.
 texts = st.text(st.characters(blacklist_categories=["Cs"]), max_size=30)
 special = st.sampled_from(
-    ["$SID", "$H", "create", "update", "delete", "{}", "[]", "[{}]", "-1", "0", "\x00", "ü"]
-)
+    [
+        "$SID", "$H", "create", "update", "delete", "{}", "[]", "[{}]", "-1", "0", "\x00", "ü",
+        "9" * 4301,
+        # A `p` nested past what any JSON encoder writes back (orjson stops at 255).
+        "[" * 300 + "{}" + "]" * 300, '{"a":' * 65 + "{}" + "}" * 65,
+    ]
+)  # fmt: skip
 scalars = (
     st.none()
     | st.booleans()

@@ -170,6 +170,7 @@ def test_voucher_object_speaks_the_documents_names() -> None:
         "multi_use": True,
         "lifetime_s": 3600,
         "external_ref": "room-12",
+        "external_ref_numeric": False,
     }
     assert voucher_object(internal) == {
         "token": "1234567890",
@@ -182,6 +183,23 @@ def test_voucher_object_speaks_the_documents_names() -> None:
         "mac": "0a:1b:2c:3d:4e:5f",
         "u_id": "room-12",
     }
+
+
+def test_a_u_id_given_as_a_number_goes_out_as_that_number() -> None:
+    internal = {
+        "code": "1234567890",
+        "created_at": 1_700_000_000,
+        "first_used_at": None,
+        "expires_at": None,
+        "repaid_at": None,
+        "mac": None,
+        "multi_use": False,
+        "lifetime_s": 0,
+    }
+    assert voucher_object({**internal, "external_ref": "123", "external_ref_numeric": True})["u_id"] == 123
+    assert voucher_object({**internal, "external_ref": "-5", "external_ref_numeric": True})["u_id"] == -5
+    assert voucher_object({**internal, "external_ref": "123", "external_ref_numeric": False})["u_id"] == "123"
+    assert voucher_object({**internal, "external_ref": None, "external_ref_numeric": False})["u_id"] is None
 
 
 def test_data_is_keyed_by_position() -> None:
