@@ -40,16 +40,6 @@ async def test_every_service_has_probes_and_metrics(
         assert "tokenhub_http_requests_total" in await r.text()
 
 
-@pytest.mark.parametrize(
-    ("service", "method", "path"),
-    [
-        ("issuer", "POST", "/v1/sessions"),
-        ("issuer", "POST", "/v1/sessions/resolve"),
-        ("registry", "POST", "/v1/users/authenticate"),
-        ("registry", "GET", "/v1/users/1"),
-    ],
-)
-@pytest.mark.parametrize("key", [None, "wrong-key-of-enough-length"])
 async def test_the_gateway_keeps_its_metrics_off_its_public_port(
     cluster: Cluster, http: aiohttp.ClientSession
 ) -> None:
@@ -68,6 +58,16 @@ async def test_the_gateway_keeps_its_metrics_off_its_public_port(
             assert r.status == 404
 
 
+@pytest.mark.parametrize(
+    ("service", "method", "path"),
+    [
+        ("issuer", "POST", "/v1/sessions"),
+        ("issuer", "POST", "/v1/sessions/resolve"),
+        ("registry", "POST", "/v1/users/authenticate"),
+        ("registry", "GET", "/v1/users/1"),
+    ],
+)
+@pytest.mark.parametrize("key", [None, "wrong-key-of-enough-length"])
 async def test_internal_endpoints_refuse_requests_without_the_internal_key(
     cluster: Cluster, http: aiohttp.ClientSession, service: Service, method: str, path: str, key: str | None
 ) -> None:
