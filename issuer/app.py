@@ -20,7 +20,7 @@ from issuer.keys import (
 )
 from issuer.logins import Logins
 from issuer.pairs import CredentialCache, Pairs, PairStore
-from issuer.redis_keys import REDIS_POOL_MAX, RedisKeys
+from issuer.redis_keys import ATTEMPT_LEASE_MARGIN_S, REDIS_POOL_MAX, RedisKeys
 from issuer.routes import setup_routes
 from issuer.sessions import Sessions
 from issuer.throttle import FailureThrottle
@@ -80,6 +80,8 @@ async def domain_objects(app: web.Application) -> AsyncIterator[None]:
         limits={"account": settings.login_failures_max, "address": settings.address_failures_max},
         default_limit=settings.login_failures_max,
         window=settings.login_failure_window,
+        # Every check an attempt guards ends within the backend timeout, settled or not.
+        lease=settings.backend_timeout + ATTEMPT_LEASE_MARGIN_S,
     )
     trail = SecurityTrail(app[registry_key])
     logins = Logins(throttle, app[registry_key], trail)

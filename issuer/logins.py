@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from issuer.throttle import ACCOUNT, FailureThrottle, Outcome, Subjects
+from issuer.throttle import ACCOUNT, FailureThrottle, Outcome, Refusal, Subjects
 from issuer.trail import SecurityTrail
 from shared.errors import BadCredentials, NotFound, TokenHubError
 from shared.internal import InternalClient
@@ -24,10 +24,11 @@ class Attempt:
     domain error void (a registry that did not answer says nothing about the guess); anything else
     (a cancellation) a failure, erring on the safe side."""
 
-    def __init__(self, throttle: FailureThrottle, realm: str, subjects: Subjects) -> None:
+    def __init__(self, throttle: FailureThrottle, realm: str, subjects: Subjects, attempt: str) -> None:
         self._throttle = throttle
         self._realm = realm
         self._subjects = subjects
+        self._attempt = attempt
 
     async def __aenter__(self) -> Attempt:
         return self
@@ -42,7 +43,7 @@ class Attempt:
             outcome = "void"
         else:
             outcome = "failed"
-        await self._throttle.finish(self._realm, self._subjects, outcome)
+        await self._throttle.finish(self._realm, self._subjects, self._attempt, outcome)
 
 
 class Logins:
@@ -54,8 +55,9 @@ class Logins:
     async def attempt(self, realm: str, login: str, client_addr: str) -> Attempt:
         """Take an attempt for this account name and address, or raise Throttled."""
         subjects = {ACCOUNT: login.lower(), "address": client_addr}
-        refusal = await self._throttle.take(realm, subjects)
-        if refusal is not None:
+        taken = await self._throttle.take(realm, subjects)
+        if isinstance(taken, Refusal):
+            refusal = taken
             if refusal.first:
                 await self._trail.record(
                     "login_blocked",
@@ -64,7 +66,7 @@ class Logins:
                     details={"login": login[:_AUDITED_LOGIN_CHARS], "retry_after": refusal.retry_after},
                 )
             raise refusal.error()
-        return Attempt(self._throttle, realm, subjects)
+        return Attempt(self._throttle, realm, subjects, taken)
 
     async def check_password(
         self,

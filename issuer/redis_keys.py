@@ -24,10 +24,16 @@ class RedisKeys:
         return f"{self.prefix}sess:{realm}:{session_hash}"
 
     def failures(self, realm: str, kind: str, subject_hash: str) -> str:
-        """Attempts of one subject (an account, an address) in a realm: a hash {n: failures, f: in
-        flight, b: refusals}; TTL = the failure window, set by the window's first attempt. Tagged by
-        realm: one attempt's subjects are counted by one script, so they share one slot."""
+        """Failures of one subject (an account, an address) in a realm: a hash {n: failures, b:
+        refusals}; TTL = the failure window, set by the window's first failure. Tagged by realm: one
+        attempt's subjects are counted by one script, so they share one slot."""
         return f"{self.prefix}fail:{{{realm}}}:{kind}:{subject_hash}"
+
+    def attempt_leases(self, realm: str, kind: str, subject_hash: str) -> str:
+        """The attempts of one subject still being checked: a sorted set of attempt ids, scored by
+        when each lease lapses (unix ms), so that one never settled (its issuer was killed) stops
+        holding the budget by itself. TTL: the longest lease in it."""
+        return f"{self.prefix}fly:{{{realm}}}:{kind}:{subject_hash}"
 
     def token_sessions(self, realm: str, token_id: int) -> str:
         """The sessions opened with one long-lived token (a set of session hashes), so that deleting
@@ -87,9 +93,12 @@ QUOTA_GRACE_S = 3600
 
 # An attempt that finds its subjects' whole failure budget in flight waits for a share to come free:
 # first this long (then twice as long each time, jittered, up to the longest), at most the maximum in
-# all, then is refused. Below the gateway's backend timeout, so the wait never becomes a hang.
+# all, then gets "try again". Below the gateway's backend timeout, so the wait never becomes a hang.
 ATTEMPT_WAIT_FIRST_S = 0.005
 ATTEMPT_WAIT_LONGEST_S = 0.1
 ATTEMPT_WAIT_MAX_S = 2.0
+# How much longer than the check it guards an attempt's lease lasts (the check itself is bounded by
+# TOKENHUB_BACKEND_TIMEOUT): long enough never to lapse under a live check.
+ATTEMPT_LEASE_MARGIN_S = 1.0
 # Connections an issuer process keeps to Redis at most; more concurrent commands wait for one.
 REDIS_POOL_MAX = 100

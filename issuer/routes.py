@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from issuer.keys import pairs_key, sessions_key, throttle_key, trail_key
 from issuer.pairs import TOKEN_LENGTH
 from issuer.redis_keys import MAX_SESSION_IDLE_S, MIN_SESSION_IDLE_S, REALM_PATTERN
+from issuer.throttle import Refusal
 from shared.internal import json_response, read_model
 
 Realm = Annotated[str, Field(pattern=f"^{REALM_PATTERN}$")]
@@ -109,10 +110,12 @@ class Attempt(_Body):
 
 
 async def take_attempt(request: web.Request) -> web.Response:
-    """{taken: true}, or throttled (with retry_after) when a subject has no attempts left."""
+    """{attempt: id} (to settle it with), or throttled (with retry_after) when a subject has no
+    attempts left; unavailable when they are all in flight for too long."""
     body = await read_model(request, Attempt)
-    refusal = await request.app[throttle_key].take(body.realm, body.subjects)
-    if refusal is not None:
+    taken = await request.app[throttle_key].take(body.realm, body.subjects)
+    if isinstance(taken, Refusal):
+        refusal = taken
         if refusal.first and body.blocked_event is not None:
             await request.app[trail_key].record(
                 body.blocked_event,
@@ -121,17 +124,18 @@ async def take_attempt(request: web.Request) -> web.Response:
                 details={"subjects": sorted(body.subjects), "retry_after": refusal.retry_after},
             )
         raise refusal.error()
-    return json_response({"taken": True})
+    return json_response({"attempt": taken})
 
 
 class SettledAttempt(Attempt):
+    attempt: Annotated[str, Field(pattern="^[0-9a-f]{16}$")]
     outcome: Literal["failed", "succeeded", "void"]
 
 
 async def finish_attempt(request: web.Request) -> web.Response:
     """Settle an attempt taken before: failed (it counts), succeeded or void (it does not)."""
     body = await read_model(request, SettledAttempt)
-    await request.app[throttle_key].finish(body.realm, body.subjects, body.outcome)
+    await request.app[throttle_key].finish(body.realm, body.subjects, body.attempt, body.outcome)
     return json_response({"settled": True})
 
 

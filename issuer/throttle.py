@@ -5,17 +5,20 @@ window ends.
 An attempt is *taken* before the check it guards (a password check, a voucher lookup) and *settled*
 after it: failed, succeeded, or void (the check never happened). Taking is one Lua script over every
 subject (count, compare, refuse), and an attempt in flight holds a share of each subject's budget
-until it is settled, so no number of parallel guesses can slip past a counter that each of them read
-before any of them failed: N parallel wrong passwords for one account cost at most
+(a lease) until it is settled, so no number of parallel guesses can slip past a counter that each of
+them read before any of them failed: N parallel wrong passwords for one account cost at most
 TOKENHUB_LOGIN_FAILURES_MAX password checks. When a subject's whole budget is in flight, further
 attempts wait (briefly, with back-off) for a share to come free rather than being refused, so right
-passwords sent in parallel are queued, never turned away.
+passwords sent in parallel are queued, never turned away. A lease lapses by itself a little after
+the longest a check may take, so an issuer killed mid-check holds a budget for seconds, not for the
+failure window.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,7 @@ from typing import Literal
 from redis.asyncio import Redis
 
 from issuer.redis_keys import ATTEMPT_WAIT_FIRST_S, ATTEMPT_WAIT_LONGEST_S, ATTEMPT_WAIT_MAX_S, RedisKeys
-from shared.errors import Throttled
+from shared.errors import Throttled, Unavailable
 from shared.secrets import lookup_hash
 
 _LUA = Path(__file__).parent / "lua"
@@ -60,6 +63,7 @@ class FailureThrottle:
         limits: dict[str, int],
         default_limit: int,
         window: int,
+        lease: float,
         max_wait: float = ATTEMPT_WAIT_MAX_S,
     ) -> None:
         self._redis = redis
@@ -68,42 +72,55 @@ class FailureThrottle:
         self._limits = limits  # by subject kind; other kinds get the default
         self._default_limit = default_limit
         self.window = window
+        self._lease_ms = int(lease * 1000)
         self._max_wait = max_wait
         self._take = redis.register_script((_LUA / "attempt_take.lua").read_text())
         self._finish = redis.register_script((_LUA / "attempt_finish.lua").read_text())
 
-    def _key(self, realm: str, kind: str, value: str) -> str:
-        # Hashed: account names are personal data and keys are listed by anyone with Redis access.
-        return self._keys.failures(realm, kind, lookup_hash(value.lower(), self._pepper).hex())
+    def _keys_of(self, realm: str, subjects: Subjects) -> list[str]:
+        """Each subject's failures and leases, in attempt_take.lua's order."""
+        keys = []
+        for kind, value in subjects.items():
+            # Hashed: account names are personal data and keys are listed by anyone with Redis access.
+            subject_hash = lookup_hash(value.lower(), self._pepper).hex()
+            keys += [
+                self._keys.failures(realm, kind, subject_hash),
+                self._keys.attempt_leases(realm, kind, subject_hash),
+            ]
+        return keys
 
-    async def take(self, realm: str, subjects: Subjects) -> Refusal | None:
-        """Hold one attempt against every subject: None once held, the Refusal when a subject has
-        no failures left in its window (or its budget stayed in flight for longer than the wait)."""
+    async def take(self, realm: str, subjects: Subjects) -> str | Refusal:
+        """Hold one attempt against every subject: its id once held (to settle it with), the Refusal
+        when a subject has no failures left in its window. Unavailable when the budget stays in
+        flight for longer than the wait: nothing failed, so the answer is "try again", not "blocked"."""
+        attempt = secrets.token_hex(8)
         if not subjects:
-            return None
-        keys = [self._key(realm, kind, value) for kind, value in subjects.items()]
+            return attempt
+        keys = self._keys_of(realm, subjects)
         limits = [self._limits.get(kind, self._default_limit) for kind in subjects]
         deadline = time.monotonic() + self._max_wait
         pause = ATTEMPT_WAIT_FIRST_S
         while True:
-            reply = await self._take(keys=keys, args=[self.window, *limits])
+            reply = await self._take(keys=keys, args=[attempt, self._lease_ms, *limits])
             status = int(reply[0])
             if status == _TAKEN:
-                return None
+                return attempt
             if status != _BUSY:
                 return Refusal(max(1, int(reply[1])), bool(int(reply[2])))
             if time.monotonic() + pause > deadline:
-                return Refusal(1, first=False)
+                raise Unavailable("every attempt the throttle allows is in flight; try again")
             # Jittered, so that waiters do not all come back in the same instant.
             await asyncio.sleep(pause * random.uniform(0.5, 1.0))
             pause = min(pause * 2, ATTEMPT_WAIT_LONGEST_S)
 
-    async def finish(self, realm: str, subjects: Subjects, outcome: Outcome) -> None:
+    async def finish(self, realm: str, subjects: Subjects, attempt: str, outcome: Outcome) -> None:
         """Settle an attempt held by `take`."""
         if not subjects:
             return
-        keys = [self._key(realm, kind, value) for kind, value in subjects.items()]
-        await self._finish(keys=keys, args=[self.window, *(_action(outcome, kind) for kind in subjects)])
+        keys = self._keys_of(realm, subjects)
+        await self._finish(
+            keys=keys, args=[attempt, self.window, *(_action(outcome, kind) for kind in subjects)]
+        )
 
 
 def _action(outcome: Outcome, kind: str) -> str:

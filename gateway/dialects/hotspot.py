@@ -458,7 +458,7 @@ async def usetoken(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]
     # The attempt is taken before the lookup (parallel guesses cannot outrun the count) and settled
     # after it: only unknown codes are guesses.
     attempt = {"realm": THROTTLE_REALM, "subjects": {"address": ctx.client_addr, "mac": mac}}
-    await ctx.issuer("/v1/attempts/take", attempt)
+    attempt["attempt"] = (await ctx.issuer("/v1/attempts/take", attempt))["attempt"]
     try:
         reply = await ctx.registry("/v1/vouchers/use", {"code": code, "mac": mac})
     except NotFound as exc:

@@ -1,33 +1,38 @@
 -- Take one attempt against every subject's failure budget, BEFORE the (slow) check it is for, in one
 -- atomic step: so N parallel wrong guesses for one account cause at most its limit of password
--- checks, never N. A subject's budget is its limit minus its failures in the window; attempts in
--- flight hold a share of it until attempt_finish.lua says whether they failed. When the whole
--- budget is in flight the caller waits and tries again: right passwords sent in parallel are only
--- queued, never refused.
--- KEYS[i] = subject i's counter, a hash {n = failures in the window, f = attempts in flight,
---           b = refusals in the window}; one call's keys share the realm's hash tag (one slot).
--- ARGV[1] = the window (seconds, from the window's first attempt); ARGV[1 + i] = subject i's limit.
+-- checks, never N. A subject's budget is its limit minus its failures in the window; each attempt
+-- in flight holds a share of it, as a lease, until attempt_finish.lua settles it. A lease lapses by
+-- itself (an issuer killed mid-check never settles), so a crash holds a budget for seconds, not for
+-- the window. When the whole budget is held the caller waits and tries again: right passwords sent
+-- in parallel are only queued, never refused.
+-- KEYS[2i-1] = subject i's failures, a hash {n = failures in the window, b = refusals in it};
+-- KEYS[2i]   = subject i's leases, a sorted set of attempt ids scored by when they lapse (ms);
+--              one call's keys share the realm's hash tag (one Redis Cluster slot).
+-- ARGV[1] = this attempt's id, ARGV[2] = its lease (ms), ARGV[2 + i] = subject i's limit.
 -- Returns {1} when taken; {2} when busy (try again shortly); {0, seconds until the window ends,
 -- first} when refused, first = 1 if this is the window's first refusal for a refusing subject.
-local window = tonumber(ARGV[1])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local lease = tonumber(ARGV[2])
 local refused = false
 local busy = false
 local wait = 1
 local first = 0
-for i, key in ipairs(KEYS) do
-  local counts = redis.call('HMGET', key, 'n', 'f')
-  local failed, flying = tonumber(counts[1] or '0'), tonumber(counts[2] or '0')
-  local limit = tonumber(ARGV[i + 1])
+for i = 1, #KEYS / 2 do
+  local failures, leases = KEYS[2 * i - 1], KEYS[2 * i]
+  redis.call('ZREMRANGEBYSCORE', leases, '-inf', now)
+  local failed = tonumber(redis.call('HGET', failures, 'n') or '0')
+  local limit = tonumber(ARGV[2 + i])
   if failed >= limit then
     refused = true
-    local ttl = redis.call('TTL', key)
+    local ttl = redis.call('TTL', failures)
     if ttl > wait then
       wait = ttl
     end
-    if redis.call('HINCRBY', key, 'b', 1) == 1 then
+    if redis.call('HINCRBY', failures, 'b', 1) == 1 then
       first = 1
     end
-  elseif failed + flying >= limit then
+  elseif failed + redis.call('ZCARD', leases) >= limit then
     busy = true
   end
 end
@@ -37,10 +42,11 @@ end
 if busy then
   return {2}
 end
-for _, key in ipairs(KEYS) do
-  redis.call('HINCRBY', key, 'f', 1)
-  if redis.call('TTL', key) < 0 then
-    redis.call('EXPIRE', key, window)  -- the window starts at its first attempt
+for i = 1, #KEYS / 2 do
+  local leases = KEYS[2 * i]
+  redis.call('ZADD', leases, now + lease, ARGV[1])
+  if redis.call('PTTL', leases) < lease then
+    redis.call('PEXPIRE', leases, lease)
   end
 end
 return {1}

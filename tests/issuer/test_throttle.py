@@ -1,5 +1,6 @@
 """The failure throttle against a real Redis: an attempt is taken before the check it guards, so
-parallel guesses cannot outrun it; right answers in parallel are queued, not refused.
+parallel guesses cannot outrun it; right answers in parallel are queued, not refused; an attempt
+never settled (its issuer was killed) stops holding the budget when its lease lapses.
 (Through the gateway, with real password checks: tests/e2e/test_parallel_guessing.py.)"""
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from issuer.redis_keys import RedisKeys
-from issuer.throttle import FailureThrottle, Refusal
+from issuer.throttle import FailureThrottle, Outcome, Refusal
+from shared.errors import Unavailable
 
 PEPPER = "test-pepper-of-sixteen-bytes-or-more"
 LIMITS = {"account": 5, "address": 30}
@@ -31,20 +33,25 @@ def keys(redis_prefix: str) -> RedisKeys:
     return RedisKeys(f"{redis_prefix}throttle{secrets.token_hex(3)}:")
 
 
-def throttle(redis: Redis, keys: RedisKeys, window: int = 30, max_wait: float = 2.0) -> FailureThrottle:
-    return FailureThrottle(redis, keys, PEPPER, LIMITS, default_limit=5, window=window, max_wait=max_wait)
+def throttle(
+    redis: Redis, keys: RedisKeys, window: int = 30, lease: float = 5.0, max_wait: float = 2.0
+) -> FailureThrottle:
+    return FailureThrottle(
+        redis, keys, PEPPER, LIMITS, default_limit=5, window=window, lease=lease, max_wait=max_wait
+    )
 
 
 async def guarded_check(
     gate: FailureThrottle, subjects: dict[str, str], right: bool, checks: list[int]
 ) -> Refusal | bool:
     """What a login does: take, check (50 ms, like a slow password check), settle."""
-    refusal = await gate.take("test", subjects)
-    if refusal is not None:
-        return refusal
+    taken = await gate.take("test", subjects)
+    if isinstance(taken, Refusal):
+        return taken
     checks.append(1)
     await asyncio.sleep(0.05)
-    await gate.finish("test", subjects, "succeeded" if right else "failed")
+    outcome: Outcome = "succeeded" if right else "failed"
+    await gate.finish("test", subjects, taken, outcome)
     return right
 
 
@@ -82,26 +89,22 @@ async def test_right_answers_in_parallel_are_queued_never_refused(redis: Redis, 
     """60 parallel right passwords for one account: at most 5 checks run at once, and every one
     gets through, since successes never count as failures."""
     gate = throttle(redis, keys)
-    checks: list[int] = []
     running = 0
     peak = 0
 
-    async def login() -> Refusal | bool:
+    async def login() -> bool:
         nonlocal running, peak
         subjects = {"account": "busy", "address": "192.0.2.3"}
-        refusal = await gate.take("test", subjects)
-        if refusal is not None:
-            return refusal
+        taken = await gate.take("test", subjects)
+        assert isinstance(taken, str), taken
         running += 1
         peak = max(peak, running)
-        checks.append(1)
         await asyncio.sleep(0.02)
         running -= 1
-        await gate.finish("test", subjects, "succeeded")
+        await gate.finish("test", subjects, taken, "succeeded")
         return True
 
-    outcomes = await asyncio.gather(*(login() for _ in range(60)))
-    assert outcomes == [True] * 60
+    assert await asyncio.gather(*(login() for _ in range(60))) == [True] * 60
     assert peak == 5
 
 
@@ -123,31 +126,49 @@ async def test_a_success_forgives_the_accounts_failures_but_not_the_addresss(
     assert [int(await redis.hget(k, "n") or 0) for k in address_keys] == [9]
 
 
-async def test_void_attempts_count_nothing_and_a_wait_that_runs_out_is_a_refusal(
+async def test_void_attempts_count_nothing_and_a_wait_that_runs_out_is_try_again(
     redis: Redis, keys: RedisKeys
 ) -> None:
     gate = throttle(redis, keys, max_wait=0.2)
     subjects = {"account": "held", "address": "192.0.2.5"}
-    for _ in range(5):
-        assert await gate.take("test", subjects) is None
-    # The whole budget is in flight: a sixth attempt waits, then gives up without being a first refusal.
-    refusal = await gate.take("test", subjects)
-    assert refusal == Refusal(1, first=False)
-    for _ in range(5):
-        await gate.finish("test", subjects, "void")  # e.g. the registry did not answer
-    assert await gate.take("test", subjects) is None
+    held = [await gate.take("test", subjects) for _ in range(5)]
+    # The whole budget is in flight: a sixth attempt waits, then is told to try again (nothing has
+    # failed, so it is no refusal).
+    with pytest.raises(Unavailable):
+        await gate.take("test", subjects)
+    for attempt in held:
+        assert isinstance(attempt, str)
+        await gate.finish("test", subjects, attempt, "void")  # e.g. the registry did not answer
+    assert isinstance(await gate.take("test", subjects), str)
 
 
-async def test_a_counter_whose_window_ended_is_not_recreated_without_one(
+async def test_an_attempt_never_settled_stops_holding_the_budget_when_its_lease_lapses(
+    redis: Redis, keys: RedisKeys
+) -> None:
+    """An issuer killed mid-check never settles its attempts: their leases lapse by themselves, so
+    the account is not locked for the rest of the failure window."""
+    gate = throttle(redis, keys, lease=0.5, max_wait=0.1)
+    subjects = {"account": "orphaned", "address": "192.0.2.6"}
+    for _ in range(5):
+        assert isinstance(await gate.take("test", subjects), str)  # and then the process dies
+    with pytest.raises(Unavailable):
+        await gate.take("test", subjects)
+    await asyncio.sleep(0.6)
+    assert isinstance(await gate.take("test", subjects), str)
+
+
+async def test_the_window_starts_at_the_first_failure_and_a_void_attempt_leaves_nothing(
     redis: Redis, keys: RedisKeys
 ) -> None:
     gate = throttle(redis, keys, window=1)
-    subjects = {"account": "slow", "address": "192.0.2.6"}
-    assert await gate.take("test", subjects) is None
-    await asyncio.sleep(1.2)  # the window ends while the check runs
-    await gate.finish("test", {"address": "192.0.2.6"}, "void")
-    await gate.finish("test", {"account": "slow"}, "failed")
-    found = {k: await redis.ttl(k) async for k in redis.scan_iter(match=keys.prefix + "*")}
-    # The failure opened a window of its own; the void settlement left nothing behind.
-    assert len(found) == 1
+    subjects = {"account": "slow", "address": "192.0.2.7"}
+    attempt = await gate.take("test", subjects)
+    assert isinstance(attempt, str)
+    await gate.finish("test", subjects, attempt, "void")
+    assert [k async for k in redis.scan_iter(match=keys.prefix + "fail:*")] == []
+    attempt = await gate.take("test", subjects)
+    assert isinstance(attempt, str)
+    await gate.finish("test", subjects, attempt, "failed")
+    found = {k: await redis.ttl(k) async for k in redis.scan_iter(match=keys.prefix + "fail:*")}
+    assert len(found) == 2  # the account's and the address's, each with the window's TTL
     assert set(found.values()) == {1}

@@ -72,12 +72,12 @@ async def token_login(ctx: Context, params: Any) -> dict[str, Any]:
     p.optional_text(args, "appName", 4 * p.MAX_APP_NAME)
     # Taken before the registry looks (parallel guesses cannot outrun the count), settled after it:
     # only unknown tokens are guesses.
-    attempt = {
+    attempt: dict[str, Any] = {
         "realm": SESSION_REALM,
         "subjects": {"address": ctx.client_addr},
         "blocked_event": "login_blocked",
     }
-    await ctx.issuer("/v1/attempts/take", attempt)
+    attempt["attempt"] = (await ctx.issuer("/v1/attempts/take", attempt))["attempt"]
     try:
         reply = await ctx.registry(
             "/v1/wialon-tokens/authenticate",
