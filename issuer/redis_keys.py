@@ -100,5 +100,5 @@ ATTEMPT_WAIT_MAX_S = 2.0
 # How much longer than the check it guards an attempt's lease lasts (the check itself is bounded by
 # TOKENHUB_BACKEND_TIMEOUT): long enough never to lapse under a live check.
 ATTEMPT_LEASE_MARGIN_S = 1.0
-# Connections an issuer process keeps to Redis at most; more concurrent commands wait for one.
-REDIS_POOL_MAX = 100
+# Connections an issuer process opens to Redis at most; a command beyond them fails as "unavailable".
+REDIS_POOL_MAX = 1000
