@@ -10,13 +10,13 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from issuer.keys import (
+    logins_key,
     pairs_key,
     redis_key,
     registry_key,
     sessions_key,
     settings_key,
     throttle_key,
-    trail_key,
 )
 from issuer.logins import Logins
 from issuer.pairs import CredentialCache, Pairs, PairStore
@@ -85,7 +85,7 @@ async def domain_objects(app: web.Application) -> AsyncIterator[None]:
     trail = SecurityTrail(app[registry_key])
     logins = Logins(throttle, app[registry_key], trail)
     app[throttle_key] = throttle
-    app[trail_key] = trail
+    app[logins_key] = logins
     app[sessions_key] = Sessions(app[redis_key], keys, app[registry_key], settings.pepper, logins)
     app[pairs_key] = Pairs(
         PairStore(app[redis_key], keys, settings.pepper),

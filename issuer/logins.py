@@ -52,20 +52,28 @@ class Logins:
         self._registry = registry
         self._trail = trail
 
+    async def hold(
+        self, realm: str, subjects: Subjects, *, blocked_event: str | None, details: dict[str, Any]
+    ) -> str:
+        """Hold an attempt against these subjects and return its id; Throttled when one of them has
+        no failures left, the window's first such refusal recorded as `blocked_event` (if any)."""
+        taken = await self._throttle.take(realm, subjects)
+        if not isinstance(taken, Refusal):
+            return taken
+        if taken.first and blocked_event is not None:
+            await self._trail.record(
+                blocked_event,
+                kind=realm,
+                client_addr=subjects.get("address", "-"),
+                details={**details, "retry_after": taken.retry_after},
+            )
+        raise taken.error()
+
     async def attempt(self, realm: str, login: str, client_addr: str) -> Attempt:
         """Take an attempt for this account name and address, or raise Throttled."""
         subjects = {ACCOUNT: login.lower(), "address": client_addr}
-        taken = await self._throttle.take(realm, subjects)
-        if isinstance(taken, Refusal):
-            refusal = taken
-            if refusal.first:
-                await self._trail.record(
-                    "login_blocked",
-                    kind=realm,
-                    client_addr=client_addr,
-                    details={"login": login[:_AUDITED_LOGIN_CHARS], "retry_after": refusal.retry_after},
-                )
-            raise refusal.error()
+        details = {"login": login[:_AUDITED_LOGIN_CHARS]}
+        taken = await self.hold(realm, subjects, blocked_event="login_blocked", details=details)
         return Attempt(self._throttle, realm, subjects, taken)
 
     async def check_password(

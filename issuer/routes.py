@@ -8,10 +8,9 @@ from typing import Annotated, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from issuer.keys import pairs_key, sessions_key, throttle_key, trail_key
+from issuer.keys import logins_key, pairs_key, sessions_key, throttle_key
 from issuer.pairs import TOKEN_LENGTH
 from issuer.redis_keys import MAX_SESSION_IDLE_S, MIN_SESSION_IDLE_S, REALM_PATTERN
-from issuer.throttle import Refusal
 from shared.internal import json_response, read_model
 
 Realm = Annotated[str, Field(pattern=f"^{REALM_PATTERN}$")]
@@ -113,17 +112,12 @@ async def take_attempt(request: web.Request) -> web.Response:
     """{attempt: id} (to settle it with), or throttled (with retry_after) when a subject has no
     attempts left; unavailable when they are all in flight for too long."""
     body = await read_model(request, Attempt)
-    taken = await request.app[throttle_key].take(body.realm, body.subjects)
-    if isinstance(taken, Refusal):
-        refusal = taken
-        if refusal.first and body.blocked_event is not None:
-            await request.app[trail_key].record(
-                body.blocked_event,
-                kind=body.realm,
-                client_addr=body.subjects.get("address", "-"),
-                details={"subjects": sorted(body.subjects), "retry_after": refusal.retry_after},
-            )
-        raise refusal.error()
+    taken = await request.app[logins_key].hold(
+        body.realm,
+        body.subjects,
+        blocked_event=body.blocked_event,
+        details={"subjects": sorted(body.subjects)},
+    )
     return json_response({"attempt": taken})
 
 

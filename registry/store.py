@@ -249,9 +249,7 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q["set_user_status"], user.id, status)
             event = "user_disabled" if status == "disabled" else "user_enabled"
-            await conn.execute(
-                Q["insert_audit"], event, None, user.id, None, None, None, {"was": user.status}
-            )
+            await record_audit(conn, AuditEvent(event, subject_id=user.id, details={"was": user.status}))
         return user
 
     async def revoke_credentials(self, username: str) -> RevokedCredentials:
@@ -264,7 +262,7 @@ class Store:
             wialon = [row["id"] for row in await conn.fetch(Q["delete_wialon_tokens_of"], user.id)]
             keys = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
             details = {"zabbix_tokens": zabbix, "wialon_tokens": wialon, "api_keys": keys}
-            await conn.execute(Q["insert_audit"], "user_revoked", None, user.id, None, None, None, details)
+            await record_audit(conn, AuditEvent("user_revoked", subject_id=user.id, details=details))
         return RevokedCredentials(user, zabbix, wialon, keys)
 
     async def revoke_api_keys(self, username: str) -> tuple[User, int]:
@@ -272,8 +270,8 @@ class Store:
         user = await self.user_by_name(username)
         async with self.pool.acquire() as conn, conn.transaction():
             count = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
-            await conn.execute(
-                Q["insert_audit"], "api_key_revoked", None, user.id, None, None, None, {"count": count}
+            await record_audit(
+                conn, AuditEvent("api_key_revoked", subject_id=user.id, details={"count": count})
             )
         return user, count
 

@@ -97,6 +97,10 @@ async def announce(
 # --- accounts ------------------------------------------------------------------------------------
 
 
+def _account_message(user_id: int) -> bytes:
+    return orjson.dumps({"users": [user_id]})
+
+
 def account_key(prefix: str, user_id: int) -> str:
     """Hash {epoch, disabled} of one account; no TTL (it must outlive every credential it judges).
     Absent means epoch 0, enabled."""
@@ -128,7 +132,7 @@ async def end_account_credentials(redis: Redis, prefix: str, user_id: int, *, di
         pipe.hincrby(key, "epoch", 1)
         if disabled is not None:
             pipe.hset(key, "disabled", int(disabled))
-        pipe.publish(channel(prefix), orjson.dumps({"users": [user_id]}))
+        pipe.publish(channel(prefix), _account_message(user_id))
         await pipe.execute()
 
 
@@ -140,4 +144,4 @@ async def enable_account(redis: Redis, prefix: str, user_id: int) -> None:
 async def forget_account_verifications(redis: Redis, prefix: str, user_id: int) -> None:
     """Tell every gateway to drop what it cached of this account's verifications (its API keys were
     revoked: the registry refuses them from now on, the caches must stop honouring them too)."""
-    await redis.publish(channel(prefix), orjson.dumps({"users": [user_id]}))
+    await redis.publish(channel(prefix), _account_message(user_id))

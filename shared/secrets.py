@@ -83,7 +83,9 @@ class Sealer:
 
     def __init__(self, key: bytes) -> None:
         if len(key) != self.KEY_BYTES:
-            raise ValueError("the seal key must be 32 bytes (base64-encoded in TOKENHUB_SEAL_KEY)")
+            raise ValueError(
+                f"the seal key must be {self.KEY_BYTES} bytes, base64-encoded (this one is {len(key)})"
+            )
         self._aead = AESGCM(key)
 
     @classmethod
@@ -91,7 +93,7 @@ class Sealer:
         try:
             key = base64.b64decode(key_b64, validate=True)
         except ValueError as exc:
-            raise ValueError("TOKENHUB_SEAL_KEY is not valid base64") from exc
+            raise ValueError("is not valid base64") from exc
         return cls(key)
 
     def seal(self, plaintext: str, context: bytes) -> bytes:

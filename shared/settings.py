@@ -123,14 +123,9 @@ class Settings(BaseSettings):
 
         # At start, not at the first seal: a malformed key would otherwise surface mid-request.
         try:
-            key = base64.b64decode(value, validate=True)
-        except ValueError:
-            raise ValueError("is not valid base64; make a key with: openssl rand -base64 32") from None
-        if len(key) != Sealer.KEY_BYTES:
-            raise ValueError(
-                f"the seal key must be {Sealer.KEY_BYTES} bytes, base64-encoded (this one is {len(key)}); "
-                "make one with: openssl rand -base64 32"
-            )
+            Sealer.from_b64(value)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; make one with: openssl rand -base64 32") from None
         return value
 
     @field_validator("database_url")

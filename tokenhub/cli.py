@@ -214,9 +214,9 @@ async def users_revoke(settings: Settings, args: argparse.Namespace) -> None:
     async def work(store: Store) -> None:
         revoked = await store.revoke_credentials(args.name)
         name, user_id = revoked.user.username, revoked.user.id
+        # The new epoch ends every session, the deleted Wialon tokens' included, and the message
+        # drops every gateway's cached checks of the account's Zabbix API tokens and API keys.
         await _tell_redis(settings, name, revocations.end_account_credentials, user_id, disabled=None)
-        # Deleted Wialon tokens end their sessions even where a service missed the message.
-        await _tell_redis(settings, name, revocations.announce, revoked.wialon_tokens)
         print(
             f"revoked {name}: sessions and ChatApp pairs ended, {len(revoked.zabbix_tokens)} Zabbix API "
             f"token(s) disabled, {len(revoked.wialon_tokens)} Wialon token(s) and {revoked.api_keys} "

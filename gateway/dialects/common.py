@@ -1,14 +1,18 @@
-"""What every dialect reads from a request the same way: who the client is, and header text that is
-safe to use. (Each dialect's own envelope is in its module.)"""
+"""What every dialect does with a request the same way: who the client is, header text that is safe
+to use, and a guess held against the issuer's throttle. (Each dialect's own envelope is in its
+module.)"""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from aiohttp import web
 
-from gateway.keys import settings_key
+from gateway.keys import backends_key, settings_key
+from shared.errors import TokenHubError
 from shared.settings import Network
 
 NO_ADDRESS = "-"
@@ -63,3 +67,32 @@ def _within(address: str, networks: Sequence[Network]) -> bool:
     except ValueError:
         return False
     return any(ip in network for network in networks)
+
+
+@contextlib.asynccontextmanager
+async def guess_attempt(
+    request: web.Request,
+    realm: str,
+    subjects: dict[str, str],
+    guess: type[TokenHubError],
+    blocked_event: str | None = None,
+) -> AsyncIterator[None]:
+    """Hold an attempt of the issuer's failure throttle around a lookup a guesser could make (an
+    unknown voucher code, an unknown token): taken before it, so parallel guesses cannot outrun the
+    count (Throttled when there is none left), and settled after it: failed when the block raises
+    `guess`, void on another domain error (the lookup said nothing about the guess), succeeded
+    otherwise. `blocked_event` is audited on the window's first refusal."""
+    issuer = request.app[backends_key].issuer
+    attempt: dict[str, Any] = {"realm": realm, "subjects": subjects, "blocked_event": blocked_event}
+    attempt["attempt"] = (await issuer.call("POST", "/v1/attempts/take", attempt))["attempt"]
+    outcome = "failed"  # anything unforeseen counts, erring on the safe side
+    try:
+        yield
+        outcome = "succeeded"
+    except guess:
+        raise
+    except TokenHubError:
+        outcome = "void"
+        raise
+    finally:
+        await issuer.call("POST", "/v1/attempts/finish", {**attempt, "outcome": outcome})

@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
-from gateway.dialects.common import client_addr
+from gateway.dialects.common import client_addr, guess_attempt
 from gateway.keys import backends_key, verification_cache_key
 from gateway.verification_cache import cache_key, user_tag
 from shared.errors import (
@@ -455,37 +455,28 @@ async def usetoken(ctx: Context, params: dict[str, Any]) -> list[dict[str, Any]]
     mac = normalise_mac(params["mac"])
     # Codes are short (10 digits), so unknown ones count as guesses: per client address (a portal
     # that forwards a brute force gets blocked) and per device MAC (one guest cannot take it all).
-    # The attempt is taken before the lookup (parallel guesses cannot outrun the count) and settled
-    # after it: only unknown codes are guesses.
-    attempt = {"realm": THROTTLE_REALM, "subjects": {"address": ctx.client_addr, "mac": mac}}
-    attempt["attempt"] = (await ctx.issuer("/v1/attempts/take", attempt))["attempt"]
+    # Only unknown codes are guesses.
+    subjects = {"address": ctx.client_addr, "mac": mac}
     try:
-        reply = await ctx.registry("/v1/vouchers/use", {"code": code, "mac": mac})
+        async with guess_attempt(ctx.request, THROTTLE_REALM, subjects, guess=NotFound):
+            reply = await ctx.registry("/v1/vouchers/use", {"code": code, "mac": mac})
     except NotFound as exc:
-        await ctx.issuer("/v1/attempts/finish", {**attempt, "outcome": "failed"})
         raise HotspotError("not_found", "no such voucher") from exc
-    except TokenHubError as exc:
-        await ctx.issuer("/v1/attempts/finish", {**attempt, "outcome": "void"})
-        refusal = _refused_use(exc)
-        if refusal is None:
-            raise
-        raise refusal from exc
-    await ctx.issuer("/v1/attempts/finish", {**attempt, "outcome": "succeeded"})
+    except (Expired, Conflict) as exc:
+        raise _refused_use(exc) from exc
     return [voucher_object(reply["voucher"])]
 
 
-def _refused_use(exc: TokenHubError) -> HotspotError | None:
-    """Why a voucher that exists cannot be used now, in the dialect's words; None for other errors."""
+def _refused_use(exc: Expired | Conflict) -> HotspotError:
+    """Why a voucher that exists cannot be used now, in the dialect's words."""
     if isinstance(exc, Expired):
         return HotspotError("voucher_expired", "the voucher's validity period is over")
-    if isinstance(exc, Conflict):
-        reason = exc.details.get("reason")
-        if reason == "deleted":
-            return HotspotError("voucher_deleted", "the voucher was deleted")
-        if reason == "repaid":
-            return HotspotError("voucher_repaid", "the voucher was repaid")
-        return HotspotError("voucher_used", "the voucher is already in use on another device")
-    return None
+    reason = exc.details.get("reason")
+    if reason == "deleted":
+        return HotspotError("voucher_deleted", "the voucher was deleted")
+    if reason == "repaid":
+        return HotspotError("voucher_repaid", "the voucher was repaid")
+    return HotspotError("voucher_used", "the voucher is already in use on another device")
 
 
 async def _batch(ctx: Context, params: dict[str, Any], path: str, done_key: str) -> list[dict[str, Any]]:

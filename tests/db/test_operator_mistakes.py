@@ -70,25 +70,18 @@ def missing(fresh_databases: FreshDatabases, redis_server: str) -> dict[str, str
     return base_environment(fresh_databases.dsn(fresh_databases.name()), redis_server, "unused:")
 
 
+@pytest.mark.parametrize(
+    ("database", "why"), [("missing", "does not exist"), ("unmigrated", "has no TokenHub schema yet")]
+)
 @pytest.mark.parametrize("args", CLI_COMMANDS, ids=" ".join)
-def test_every_command_against_a_missing_database_says_run_migrate(
-    missing: dict[str, str], args: list[str]
+def test_every_command_against_a_database_it_cannot_use_says_run_migrate(
+    request: pytest.FixtureRequest, database: str, why: str, args: list[str]
 ) -> None:
-    result = run_cli(args, missing, stdin="pw\n")
+    env: dict[str, str] = request.getfixturevalue(database)
+    result = run_cli(args, env, stdin="pw\n")
     assert result.returncode == 1
     line = one_line(result.stderr)
-    assert "does not exist" in line
-    assert "run `tokenhub migrate` first" in line
-
-
-@pytest.mark.parametrize("args", CLI_COMMANDS, ids=" ".join)
-def test_every_command_against_an_unmigrated_database_says_run_migrate(
-    unmigrated: dict[str, str], args: list[str]
-) -> None:
-    result = run_cli(args, unmigrated, stdin="pw\n")
-    assert result.returncode == 1
-    line = one_line(result.stderr)
-    assert "has no TokenHub schema yet" in line
+    assert why in line
     assert "run `tokenhub migrate` first" in line
 
 

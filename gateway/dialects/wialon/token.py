@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from gateway.dialects.common import guess_attempt
 from gateway.dialects.wialon import params as p
 from gateway.dialects.wialon.core import escaped, login_reply
 from gateway.dialects.wialon.envelope import SESSION_IDLE_S, SESSION_REALM, Context, Session, service
 from gateway.dialects.wialon.errors import UNKNOWN_ERROR, WialonError, denied, invalid
-from shared.errors import BadCredentials, Expired, Forbidden, NotFound, TokenHubError, Unavailable
+from shared.errors import BadCredentials, Expired, Forbidden, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -70,30 +71,22 @@ async def token_login(ctx: Context, params: Any) -> dict[str, Any]:
     if args.get("fl") is not None and not p.is_integer(args["fl"]):
         raise invalid('"fl" must be a number')
     p.optional_text(args, "appName", 4 * p.MAX_APP_NAME)
-    # Taken before the registry looks (parallel guesses cannot outrun the count), settled after it:
-    # only unknown tokens are guesses.
-    attempt: dict[str, Any] = {
-        "realm": SESSION_REALM,
-        "subjects": {"address": ctx.client_addr},
-        "blocked_event": "login_blocked",
-    }
-    attempt["attempt"] = (await ctx.issuer("/v1/attempts/take", attempt))["attempt"]
+    # Only unknown tokens are guesses.
+    subjects = {"address": ctx.client_addr}
     try:
-        reply = await ctx.registry(
-            "/v1/wialon-tokens/authenticate",
-            {"secret": secret, "operate_as": operate_as, "client_addr": ctx.client_addr},
-        )
+        async with guess_attempt(
+            ctx.request, SESSION_REALM, subjects, guess=BadCredentials, blocked_event="login_blocked"
+        ):
+            reply = await ctx.registry(
+                "/v1/wialon-tokens/authenticate",
+                {"secret": secret, "operate_as": operate_as, "client_addr": ctx.client_addr},
+            )
     except BadCredentials as exc:
-        await ctx.issuer("/v1/attempts/finish", {**attempt, "outcome": "failed"})
         raise denied("invalid token") from exc
-    except TokenHubError as exc:
-        await ctx.issuer("/v1/attempts/finish", {**attempt, "outcome": "void"})
-        if isinstance(exc, Forbidden):
-            raise denied(_LOGIN_REFUSALS.get(str(exc.details.get("reason")))) from exc
-        if isinstance(exc, Expired):
-            raise denied("the token has expired") from exc
-        raise
-    await ctx.issuer("/v1/attempts/finish", {**attempt, "outcome": "succeeded"})
+    except Forbidden as exc:
+        raise denied(_LOGIN_REFUSALS.get(str(exc.details.get("reason")))) from exc
+    except Expired as exc:
+        raise denied("the token has expired") from exc
     token, user = reply["token"], reply["user"]
     try:
         opened = await ctx.issuer(
