@@ -25,7 +25,9 @@ async def backends(app: web.Application) -> AsyncIterator[None]:
 
 async def readiness(app: web.Application) -> dict[str, bool]:
     clients = app[backends_key]
-    issuer, registry = await asyncio.gather(clients.issuer.ready(), clients.registry.ready())
+    issuer, registry = await asyncio.gather(
+        clients.issuer.transport.ready(), clients.registry.transport.ready()
+    )
     return {"issuer": issuer, "registry": registry}
 
 

@@ -362,7 +362,6 @@ class Pairs:
             raise QuotaExceeded(
                 "daily tokens.make quota used up",
                 limit=quota.limit,
-                remaining=0,
                 reset_at=quota.reset_at,
                 retry_after=seconds_to_reset(now),
             )
@@ -418,7 +417,7 @@ class Pairs:
                 subject_id=user_id,
                 details={"app_id": app_id, "family": family},
             )
-            raise NotFound("refresh token already used; its family is revoked", reuse_detected=True)
+            raise NotFound("refresh token already used; its family is revoked")
         raise NotFound("unknown, expired or revoked refresh token")
 
     async def check(self, access_token: str) -> Verified:

@@ -17,7 +17,7 @@ from redis.typing import EncodableT, FieldT
 from issuer.logins import Logins
 from issuer.redis_keys import RedisKeys
 from shared import revocations
-from shared.errors import BadCredentials, Expired, Forbidden, NotFound
+from shared.errors import AccountDisabled, BadCredentials, Expired, NotFound
 from shared.internal import InternalClient
 from shared.secrets import lookup_hash, new_hex_secret
 
@@ -109,11 +109,11 @@ class Sessions:
         reply = await self._registry.call("GET", f"/v1/users/{user_id}")
         user: dict[str, Any] = reply["user"]
         if user["status"] != "active":
-            raise Forbidden("the account is disabled", user_id=user_id)
+            raise AccountDisabled("the account is disabled", user_id=user_id)
         try:
             epoch = await self._epoch_for(user_id)
         except BadCredentials as exc:
-            raise Forbidden("the account is disabled", user_id=user_id) from exc
+            raise AccountDisabled("the account is disabled", user_id=user_id) from exc
         session_id = new_hex_secret(16)
         session_hash = lookup_hash(session_id, self._pepper).hex()
         index = self._keys.token_sessions(realm, token_id)

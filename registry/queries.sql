@@ -27,10 +27,6 @@ INSERT INTO api_keys (user_id, key_hash) VALUES ($1, $2) RETURNING id;
 INSERT INTO apps (app_id, name, daily_quota, access_ttl, refresh_ttl)
 VALUES ($1, $2, $3, $4, $5);
 
--- name: insert_audit
-INSERT INTO audit_log (event, actor_id, subject_id, token_id, kind, client_addr, details)
-VALUES ($1, $2, $3, $4, $5, $6, $7);
-
 -- name: app_by_id
 SELECT app_id, name, daily_quota, access_ttl, refresh_ttl FROM apps WHERE app_id = $1;
 

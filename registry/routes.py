@@ -9,9 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry import zabbix_tokens as zt
 from registry.keys import store_key, zabbix_tokens_key
-from registry.store import AuditEvent
 from registry.voucher_routes import setup_voucher_routes
 from registry.wialon_routes import setup_wialon_routes
+from shared.contracts.registry.accounts import AuditEvent
 from shared.errors import InvalidInput
 from shared.internal import json_response, read_model
 
@@ -79,7 +79,7 @@ async def get_app(request: web.Request) -> web.Response:
 
 async def append_audit(request: web.Request) -> web.Response:
     body = await read_model(request, AuditIn)
-    await request.app[store_key].audit(AuditEvent(**body.model_dump()))
+    await request.app[store_key].audit(AuditEvent.model_validate(body.model_dump()))
     return json_response({"recorded": True}, status=201)
 
 

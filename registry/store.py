@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
+from pydantic import JsonValue
 
+from shared.audit import record_audit
+from shared.contracts.registry.accounts import AuditEvent
 from shared.errors import (
+    AccountDisabled,
     BadCredentials,
     Conflict,
-    Forbidden,
     InvalidInput,
+    NoSuchUser,
     NotFound,
     TokenHubError,
     Unavailable,
@@ -43,11 +47,11 @@ def translate(exc: BaseException) -> TokenHubError | None:
     """Map a driver error to the domain error a caller should see; None if it is a bug."""
     if isinstance(exc, asyncpg.UniqueViolationError):
         name = exc.constraint_name or ""
-        return Conflict(_UNIQUE_MEANING.get(name, "already exists"), constraint=name)
+        return Conflict(_UNIQUE_MEANING.get(name, "already exists"))
     if isinstance(exc, asyncpg.ForeignKeyViolationError):
-        return NotFound("a referenced object does not exist", constraint=exc.constraint_name or "")
+        return NotFound("a referenced object does not exist")
     if isinstance(exc, asyncpg.CheckViolationError | asyncpg.DataError):
-        return InvalidInput("a value is out of range", constraint=getattr(exc, "constraint_name", "") or "")
+        return InvalidInput("a value is out of range")
     if isinstance(exc, CONNECTION_ERRORS):
         return Unavailable("the database did not answer")
     if isinstance(exc, asyncpg.QueryCanceledError):  # statement_timeout: the bound on every statement
@@ -87,29 +91,10 @@ class RevokedCredentials:
     api_keys: int  # deleted
 
 
-@dataclass(frozen=True)
-class AuditEvent:
-    event: str
-    actor_id: int | None = None
-    subject_id: int | None = None
-    token_id: int | None = None
-    kind: str | None = None
-    client_addr: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-async def record_audit(db: asyncpg.Pool | Connection, event: AuditEvent) -> None:
-    """Append one event to the audit log, on a pool or inside the caller's transaction."""
-    await db.execute(
-        Q["insert_audit"],
-        event.event,
-        event.actor_id,
-        event.subject_id,
-        event.token_id,
-        event.kind,
-        event.client_addr,
-        event.details,
-    )
+async def acting_user(conn: Connection, user_id: int) -> User | None:
+    """The user a request acts as, read inside the caller's transaction; None if there is none."""
+    row = await conn.fetchrow(Q["user_by_id"], user_id)
+    return None if row is None else User.from_row(row)
 
 
 class Store:
@@ -126,13 +111,13 @@ class Store:
     async def user(self, user_id: int) -> User:
         row = await self.pool.fetchrow(Q["user_by_id"], user_id)
         if row is None:
-            raise NotFound("no such user", user_id=user_id)
+            raise NoSuchUser("no such user", user_id=user_id)
         return User.from_row(row)
 
     async def user_by_name(self, username: str) -> User:
         row = await self.pool.fetchrow(Q["user_by_username"], username)
         if row is None:
-            raise NotFound("no such user", username=username)
+            raise NoSuchUser("no such user")
         return User.from_row(row)
 
     async def authenticate(
@@ -161,7 +146,7 @@ class Store:
             login = username if username is not None else email
             await self.audit(
                 AuditEvent(
-                    "login_failed",
+                    event="login_failed",
                     subject_id=None if user is None else user.id,
                     kind=realm,
                     client_addr=client_addr,
@@ -171,7 +156,7 @@ class Store:
             raise BadCredentials("incorrect login or password")
         await self.audit(
             AuditEvent(
-                "login_succeeded",
+                event="login_succeeded",
                 subject_id=user.id,
                 kind=realm,
                 client_addr=client_addr,
@@ -203,9 +188,8 @@ class Store:
             user_id: int = await conn.fetchval(
                 Q["insert_user"], username, email, password_hash, role, parent_id
             )
-            await conn.execute(
-                Q["insert_audit"], "user_created", None, user_id, None, None, None, {"role": role}
-            )
+            created = AuditEvent(event="user_created", subject_id=user_id, details={"role": role})
+            await record_audit(conn, created)
         return user_id
 
     async def bootstrap_admin(self, password: str) -> int | None:
@@ -219,16 +203,8 @@ class Store:
             user_id: int = await conn.fetchval(
                 Q["insert_user"], "Admin", None, password_hash, "super_admin", None
             )
-            await conn.execute(
-                Q["insert_audit"],
-                "user_created",
-                None,
-                user_id,
-                None,
-                None,
-                None,
-                {"role": "super_admin", "bootstrap": True},
-            )
+            details: dict[str, JsonValue] = {"role": "super_admin", "bootstrap": True}
+            await record_audit(conn, AuditEvent(event="user_created", subject_id=user_id, details=details))
         return user_id
 
     async def new_api_key(self, username: str) -> str:
@@ -236,7 +212,7 @@ class Store:
         key = "thk_" + new_hex_secret(32)
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q["insert_api_key"], user.id, lookup_hash(key, self._pepper))
-            await conn.execute(Q["insert_audit"], "api_key_created", None, user.id, None, None, None, {})
+            await record_audit(conn, AuditEvent(event="api_key_created", subject_id=user.id))
         return key
 
     # --- account-wide actions (tokenhub users disable / enable / revoke / api-key --revoke) -------
@@ -249,7 +225,9 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q["set_user_status"], user.id, status)
             event = "user_disabled" if status == "disabled" else "user_enabled"
-            await record_audit(conn, AuditEvent(event, subject_id=user.id, details={"was": user.status}))
+            await record_audit(
+                conn, AuditEvent(event=event, subject_id=user.id, details={"was": user.status})
+            )
         return user
 
     async def revoke_credentials(self, username: str) -> RevokedCredentials:
@@ -262,7 +240,7 @@ class Store:
             wialon = [row["id"] for row in await conn.fetch(Q["delete_wialon_tokens_of"], user.id)]
             keys = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
             details = {"zabbix_tokens": zabbix, "wialon_tokens": wialon, "api_keys": keys}
-            await record_audit(conn, AuditEvent("user_revoked", subject_id=user.id, details=details))
+            await record_audit(conn, AuditEvent(event="user_revoked", subject_id=user.id, details=details))
         return RevokedCredentials(user, zabbix, wialon, keys)
 
     async def revoke_api_keys(self, username: str) -> tuple[User, int]:
@@ -271,7 +249,7 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             count = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
             await record_audit(
-                conn, AuditEvent("api_key_revoked", subject_id=user.id, details={"count": count})
+                conn, AuditEvent(event="api_key_revoked", subject_id=user.id, details={"count": count})
             )
         return user, count
 
@@ -281,7 +259,7 @@ class Store:
             raise BadCredentials("unknown API key")
         user = User.from_row(row)
         if user.status != "active":
-            raise Forbidden("the account is disabled", user_id=user.id)
+            raise AccountDisabled("the account is disabled", user_id=user.id)
         return user
 
     # --- audit ---------------------------------------------------------------------------------
@@ -299,7 +277,7 @@ class Store:
     async def app(self, app_id: str) -> dict[str, Any]:
         row = await self.pool.fetchrow(Q["app_by_id"], app_id)
         if row is None:
-            raise NotFound("no such app", app_id=app_id)
+            raise NotFound("no such app")
         return dict(row)
 
     async def add_app(

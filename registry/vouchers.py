@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from registry.store import Q as STORE_QUERIES
-from shared.errors import Conflict, Expired, Forbidden, NotFound, Unavailable
+from shared.audit import record_audit
+from shared.contracts.registry.accounts import AuditEvent
+from shared.errors import Expired, Forbidden, NotFound, Unavailable, VoucherSpent
 from shared.secrets import Sealer, lookup_hash
 from shared.sqlfile import load_queries
 
@@ -31,7 +32,6 @@ if TYPE_CHECKING:  # not subscriptable at run time
     Connection = PoolConnectionProxy[asyncpg.Record]
 
 Q = load_queries(Path(__file__).with_name("vouchers.sql"))
-_INSERT_AUDIT = STORE_QUERIES["insert_audit"]
 
 KIND = "voucher"
 CODE_DIGITS = 10
@@ -137,7 +137,7 @@ class VoucherStore:
         """The owner the actor is limited to, or None for a super_admin (every owner)."""
         row = await conn.fetchrow(Q["actor"], actor_id)
         if row is None or row["status"] != "active":
-            raise Forbidden("the account cannot act", user_id=actor_id)
+            raise Forbidden("the account cannot act")
         return None if row["role"] == "super_admin" else actor_id
 
     async def _audit(
@@ -149,7 +149,10 @@ class VoucherStore:
         details: dict[str, Any],
         token_id: int | None = None,
     ) -> None:
-        await conn.execute(_INSERT_AUDIT, event, actor_id, None, token_id, KIND, client_addr, details)
+        audited = AuditEvent(
+            event=event, actor_id=actor_id, kind=KIND, client_addr=client_addr, details=details
+        )
+        await record_audit(conn, audited, token_ids=None if token_id is None else [token_id])
 
     # --- createtokens --------------------------------------------------------------------------
 
@@ -217,7 +220,7 @@ class VoucherStore:
                 # A listing, the hot path: the actor check rides in the operator's statement.
                 rows = await conn.fetch(Q["search_owner"], actor_id, *flags, f.limit, f.offset)
                 if not rows or rows[0]["actor_status"] != "active":
-                    raise Forbidden("the account cannot act", user_id=actor_id)
+                    raise Forbidden("the account cannot act")
                 if rows[0]["actor_role"] == "super_admin":
                     rows = await conn.fetch(Q["search_all"], *flags, f.limit, f.offset)
                 return [self._reveal(row) for row in rows if row["id"] is not None]
@@ -243,15 +246,15 @@ class VoucherStore:
             owner = await self._owner_scope(conn, actor_id)
             row = await conn.fetchrow(Q["voucher_for_use"], self._hash(code), owner)
             if row is None:
-                raise NotFound("no such voucher", reason="unknown")
+                raise NotFound("no such voucher")
             if row["deleted_at"] is not None:
-                raise Conflict("the voucher was deleted", reason="deleted")
+                raise VoucherSpent("the voucher was deleted", reason="deleted")
             if row["repaid_at"] is not None:
-                raise Conflict("the voucher was repaid", reason="repaid")
+                raise VoucherSpent("the voucher was repaid", reason="repaid")
             if row["is_expired"]:
-                raise Expired("the voucher's validity period is over", reason="expired")
+                raise Expired("the voucher's validity period is over")
             if not row["multi_use"] and row["mac"] is not None and row["mac"] != mac:
-                raise Conflict("the voucher is bound to another device", reason="used")
+                raise VoucherSpent("the voucher is bound to another device", reason="used")
             first_use = row["first_used_at"] is None
             used = await conn.fetchrow(Q["mark_voucher_used"], row["id"], mac)
             assert used is not None  # the row is locked by this transaction

@@ -25,8 +25,10 @@ from typing import Annotated, Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from registry.store import AuditEvent, User, record_audit
-from shared.errors import BadCredentials, Conflict, Expired, Forbidden, NotFound
+from registry.store import User
+from shared.audit import record_audit
+from shared.contracts.registry.accounts import AuditEvent
+from shared.errors import BadCredentials, Conflict, Expired, Forbidden, NotFound, Refused
 from shared.limits import too_deep
 from shared.postgres import Connection
 from shared.secrets import Sealer, lookup_hash
@@ -175,19 +177,19 @@ class WialonTokens:
         """The owner whose tokens the actor reaches with this request; refuse everything else."""
         actor = await conn.fetchrow(Q["actor"], req.actor_id)
         if actor is None or actor["status"] != "active":
-            raise Forbidden("unknown or disabled actor", reason="actor")
+            raise Refused("unknown or disabled actor", reason="actor")
         if actor["role"] == "guest":
-            raise Forbidden("guests manage no tokens", reason="role")
+            raise Refused("guests manage no tokens", reason="role")
         owner = req.owner
         if owner != req.actor_id and not await conn.fetchval(Q["manages"], req.actor_id, owner):
             # An unknown user and someone else's user look the same from here.
-            raise Forbidden("the user is not below the actor", reason="owner", owner_id=owner)
+            raise Refused("the user is not below the actor", reason="owner")
         return owner
 
     @staticmethod
     def _check_flags(req: TokenSpec) -> None:
         if not within(req.flags, req.actor_flags):
-            raise Forbidden("the token's flags exceed the actor's own", reason="flags")
+            raise Refused("the token's flags exceed the actor's own", reason="flags")
 
     async def _audit(
         self,
@@ -198,10 +200,15 @@ class WialonTokens:
         token_ids: list[int],
         details: dict[str, Any],
     ) -> None:
-        if token_ids:
-            await conn.execute(
-                Q["insert_audit"], event, req.actor_id, owner, token_ids, req.client_addr, details
-            )
+        audited = AuditEvent(
+            event=event,
+            actor_id=req.actor_id,
+            subject_id=owner,
+            kind="wialon",
+            client_addr=req.client_addr,
+            details=details,
+        )
+        await record_audit(conn, audited, token_ids=token_ids)
 
     async def create(self, req: CreateRequest) -> dict[str, Any]:
         self._check_flags(req)
@@ -212,8 +219,7 @@ class WialonTokens:
             owner = await self._authorize(conn, req)
             if await conn.fetchval(Q["count_owner_tokens"], owner) >= MAX_TOKENS_PER_USER:
                 raise Conflict(
-                    f"the user already has {MAX_TOKENS_PER_USER} tokens, the most allowed; delete one first",
-                    limit=MAX_TOKENS_PER_USER,
+                    f"the user already has {MAX_TOKENS_PER_USER} tokens, the most allowed; delete one first"
                 )
             row = await conn.fetchrow(
                 Q["insert_token"],
@@ -294,9 +300,9 @@ class WialonTokens:
         if row is None:
             raise BadCredentials("unknown token")
         if row["status"] != "active" or row["user_status"] != "active":
-            raise Forbidden("the token or its owner is disabled", reason="disabled")
+            raise Refused("the token or its owner is disabled", reason="disabled")
         if row["not_yet_active"]:
-            raise Forbidden("the token is not active yet", reason="not_active")
+            raise Refused("the token is not active yet", reason="not_active")
         if row["ended"]:
             raise Expired("the token has expired")
         user = User(
@@ -317,7 +323,7 @@ class WialonTokens:
         await record_audit(
             self.pool,
             AuditEvent(
-                event,
+                event=event,
                 subject_id=None if row is None else row["user_id"],
                 token_id=None if row is None else row["id"],
                 kind=KIND,
@@ -329,8 +335,8 @@ class WialonTokens:
     async def _sub_user(self, owner: User, name: str) -> User:
         row = await self.pool.fetchrow(Q["user_by_name"], name)
         if row is None or not await self.pool.fetchval(Q["manages"], owner.id, row["id"]):
-            raise Forbidden("no such user below the token's owner", reason="operate_as")
+            raise Refused("no such user below the token's owner", reason="operate_as")
         user = User.from_row(row)
         if user.status != "active":
-            raise Forbidden("the account is disabled", reason="disabled")
+            raise Refused("the account is disabled", reason="disabled")
         return user

@@ -128,8 +128,3 @@ UPDATE tokens SET last_used_at = now()
 WHERE id = $1
 RETURNING unix_seconds(last_used_at) AS last_used_at;
 
--- name: insert_audit
--- One event per token ($4): deleteAll names every token it removed.
-INSERT INTO audit_log (event, actor_id, subject_id, token_id, kind, client_addr, details)
-SELECT $1::text, $2::bigint, $3::bigint, v.token_id, 'wialon', $5::text, $6::jsonb
-FROM unnest($4::bigint[]) AS v(token_id);

@@ -14,10 +14,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from registry.store import User
-from shared.errors import BadCredentials, Conflict, Expired, Forbidden, InvalidInput, NotFound
+from shared.audit import record_audit
+from shared.contracts.registry.accounts import AuditEvent
+from shared.errors import (
+    BadCredentials,
+    Expired,
+    NameTaken,
+    NoSuchUser,
+    NotFound,
+    Refused,
+    TooManyRows,
+)
 from shared.postgres import Connection
 from shared.secrets import lookup_hash, new_hex_secret
 from shared.sqlfile import load_queries
@@ -234,7 +244,7 @@ def _check_actor(row: asyncpg.Record | dict[str, Any] | None) -> None:
     if row is None or row["actor_status"] != "active":
         raise BadCredentials("unknown or disabled actor")
     if row["actor_role"] == "guest":
-        raise Forbidden("guests manage no tokens", reason="role")
+        raise Refused("guests manage no tokens", reason="role")
 
 
 def _token(row: asyncpg.Record) -> dict[str, Any]:
@@ -255,7 +265,10 @@ class ZabbixTokens:
     async def _audit(
         self, conn: Connection, event: str, actor_id: int, addr: str | None, ids: list[int]
     ) -> None:
-        await conn.execute(Q["insert_audit"], event, actor_id, addr, {"token_ids": ids})
+        details: dict[str, JsonValue] = {"token_ids": list[JsonValue](ids)}
+        await record_audit(
+            conn, AuditEvent(event=event, actor_id=actor_id, kind="zabbix", client_addr=addr, details=details)
+        )
 
     async def _lock_visible(
         self, conn: Connection, actor_id: int, ids: list[int], super_admin: bool
@@ -268,7 +281,7 @@ class ZabbixTokens:
         }
         for token_id in ids:
             if token_id not in owners:
-                raise NotFound("no such token", token_id=token_id)
+                raise NotFound("no such token")
         return owners
 
     async def _refuse_name_clash(
@@ -276,7 +289,7 @@ class ZabbixTokens:
     ) -> None:
         clash = await conn.fetchrow(Q["name_clashes"], owners, names, token_ids)
         if clash is not None:
-            raise Conflict(
+            raise NameTaken(
                 "the owner has a token with this name", owner_id=clash["owner_id"], name=clash["name"]
             )
 
@@ -287,7 +300,7 @@ class ZabbixTokens:
             existing = {row["id"] for row in await conn.fetch(Q["existing_owners"], owners)}
             for owner in owners:
                 if owner not in existing or (not super_admin and owner != req.actor_id):
-                    raise NotFound("no such user", user_id=owner)
+                    raise NoSuchUser("no such user", user_id=owner)
             names = [t.name for t in req.tokens]
             await self._refuse_name_clash(conn, owners, names, [None] * len(owners))
             rows = await conn.fetch(
@@ -314,7 +327,7 @@ class ZabbixTokens:
                 if change.name is not None:
                     pair = (owners[change.id], change.name)
                     if pair in seen:
-                        raise Conflict(
+                        raise NameTaken(
                             "two tokens would get the same name",
                             owner_id=pair[0],
                             name=pair[1],
@@ -370,7 +383,7 @@ class ZabbixTokens:
         if req.count:
             return {"count": rows[0]["count"]}
         if len(rows) > MAX_ROWS:
-            raise InvalidInput(f"more than {MAX_ROWS} tokens match", too_many=MAX_ROWS)
+            raise TooManyRows(f"more than {MAX_ROWS} tokens match", limit=MAX_ROWS)
         return {"tokens": [_token(row) for row in rows if row["id"] is not None]}
 
     async def authenticate(self, secret: str) -> tuple[User, int, int | None]:

@@ -77,10 +77,6 @@ SELECT t.status, t.expires_at < date_trunc('second', now()) AS expired, u.status
 FROM tokens t JOIN users u ON u.id = t.owner_id
 WHERE t.secret_hash = $1 AND t.kind = 'zabbix';
 
--- name: insert_audit
-INSERT INTO audit_log (event, actor_id, kind, client_addr, details)
-VALUES ($1, $2, 'zabbix', $3, $4);
-
 -- name: select_tokens
 -- The actor ($1), whose role decides the scope, and the tokens it may see: one round trip.
 -- registry/zabbix_tokens.py puts its parameterised conditions (built from a fixed set of column

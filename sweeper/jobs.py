@@ -16,6 +16,8 @@ from prometheus_client import Gauge, Histogram
 from redis.asyncio import Redis
 
 from shared import revocations
+from shared.audit import record_audit
+from shared.contracts.registry.accounts import AuditEvent
 from shared.settings import Settings
 from shared.sqlfile import load_queries
 
@@ -77,7 +79,7 @@ class Sweeper:
                         "by_kind": dict(Counter(row["kind"] for row in rows)),
                         "token_ids": [row["id"] for row in rows],
                     }
-                    await conn.execute(Q["insert_audit"], job.audit_event, details)
+                    await record_audit(conn, AuditEvent(event=job.audit_event, details=details))
             BATCH_SECONDS.labels(job.name).observe(time.perf_counter() - started)
             if rows:
                 ROWS.labels(job.name).inc(len(rows))

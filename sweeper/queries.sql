@@ -54,5 +54,3 @@ RETURNING t.id, t.kind;
 -- name: count_purge_vouchers
 SELECT count(*) FROM tokens WHERE kind = 'voucher' AND deleted_at <= now() - make_interval(days => $1);
 
--- name: insert_audit
-INSERT INTO audit_log (event, details) VALUES ($1, $2);

@@ -258,11 +258,10 @@ async def tokens_make(request: web.Request) -> web.StreamResponse:
     except (BadCredentials, NotFound, Forbidden) as exc:
         raise invalid_credentials() from exc
     except QuotaExceeded as exc:
-        d = exc.details
-        headers = rate_limit_headers(int(d["limit"]), 0, int(d["reset_at"]))
-        raise tokens_limit(int(d["retry_after"]), headers) from exc
+        headers = rate_limit_headers(exc.limit, 0, exc.reset_at)
+        raise tokens_limit(exc.retry_after, headers) from exc
     except Throttled as exc:
-        raise too_many_attempts(int(exc.details.get("retry_after", 1))) from exc
+        raise too_many_attempts(exc.retry_after) from exc
     quota = reply["quota"]
     return success(
         pair_data(reply), rate_limit_headers(quota["limit"], quota["remaining"], quota["reset_at"])

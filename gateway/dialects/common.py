@@ -1,21 +1,99 @@
-"""What every dialect does with a request the same way: who the client is, header text that is safe
-to use, and a guess held against the issuer's throttle. (Each dialect's own envelope is in its
-module.)"""
+"""What every dialect does with a request the same way: reading its body (JSON or a form), writing a
+JSON reply, saying a domain error in the dialect's words (from one table per dialect), who the
+client is, header text that is safe to use, and a guess held against the issuer's throttle. Each
+dialect's own envelope is in its package and uses these."""
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, TypeVar, cast
 
+import orjson
 from aiohttp import web
+from aiohttp.web_request import FileField
+from multidict import MultiDictProxy
+from pydantic import JsonValue
 
 from gateway.keys import backends_key, settings_key
+from shared.contracts.issuer import Attempt, SettledAttempt
 from shared.errors import TokenHubError
 from shared.settings import Network
 
 NO_ADDRESS = "-"
+
+JsonObject = dict[str, JsonValue]
+FormData = MultiDictProxy[str | bytes | bytearray | FileField]  # what aiohttp's request.post() gives
+
+
+# --- reading a request's body ---------------------------------------------------------------------
+
+
+@dataclass
+class UnreadableBody(Exception):
+    """The body cannot be what the dialect expects; each dialect words each problem its own way."""
+
+    problem: Literal["too_large", "not_json", "not_object", "bad_form"]
+
+
+async def read_raw(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise UnreadableBody("too_large") from exc
+
+
+def decode_json(raw: bytes | str) -> JsonValue:
+    try:
+        return cast(JsonValue, orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        raise UnreadableBody("not_json") from exc
+
+
+def json_object(raw: bytes | str) -> JsonObject:
+    decoded = decode_json(raw)
+    if not isinstance(decoded, dict):
+        raise UnreadableBody("not_object")
+    return decoded
+
+
+async def read_form(request: web.Request) -> FormData:
+    try:
+        return await request.post()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise UnreadableBody("too_large") from exc
+    except Exception as exc:
+        # Whatever the form parsers choke on (an unknown charset, a broken multipart body, a
+        # missing boundary) is the client's body, not our bug; their exceptions are not one family.
+        raise UnreadableBody("bad_form") from exc
+
+
+# --- writing a reply ------------------------------------------------------------------------------
+
+
+def json_reply(body: object, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    """`body` is JSON-shaped: dicts, lists, strings, numbers, booleans, None."""
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
+# --- domain errors in a dialect's words ------------------------------------------------------------
+
+E = TypeVar("E", bound=Exception)
+# A dialect's table: for each domain error class, how to say it. The most specific class listed for
+# an error wins (a NameTaken finds its own entry before Conflict's).
+ErrorTable = Mapping[type[TokenHubError], Callable[[TokenHubError], E]]
+
+
+def translate(exc: TokenHubError, table: ErrorTable[E]) -> E | None:
+    """The dialect's error for `exc`, or None when its table says nothing of any of its classes."""
+    for cls in type(exc).__mro__:
+        if issubclass(cls, TokenHubError) and (say := table.get(cls)) is not None:
+            return say(exc)
+    return None
 
 
 def header_text(request: web.Request, name: str) -> str | None:
@@ -83,8 +161,8 @@ async def guess_attempt(
     `guess`, void on another domain error (the lookup said nothing about the guess), succeeded
     otherwise. `blocked_event` is audited on the window's first refusal."""
     issuer = request.app[backends_key].issuer
-    attempt: dict[str, Any] = {"realm": realm, "subjects": subjects, "blocked_event": blocked_event}
-    attempt["attempt"] = (await issuer.call("POST", "/v1/attempts/take", attempt))["attempt"]
+    taking = Attempt(realm=realm, subjects=subjects, blocked_event=blocked_event)
+    attempt = await issuer.take_attempt(taking)
     outcome = "failed"  # anything unforeseen counts, erring on the safe side
     try:
         yield
@@ -95,4 +173,7 @@ async def guess_attempt(
         outcome = "void"
         raise
     finally:
-        await issuer.call("POST", "/v1/attempts/finish", {**attempt, "outcome": outcome})
+        settled = SettledAttempt(
+            realm=realm, subjects=subjects, blocked_event=blocked_event, attempt=attempt, outcome=outcome
+        )
+        await issuer.finish_attempt(settled)

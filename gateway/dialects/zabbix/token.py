@@ -35,7 +35,7 @@ from gateway.dialects.zabbix.validator import (
     validate,
 )
 from gateway.keys import verification_cache_key
-from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
+from shared.errors import Forbidden, InvalidInput, NameTaken, NotFound
 
 FIELDS = (
     "tokenid",
@@ -146,12 +146,10 @@ def _no_call_permission(ctx: Context) -> ApiError:
     return ApiError(APPLICATION_ERROR, f'No permissions to call "{ctx.method}".')
 
 
-def _name_taken(exc: Conflict) -> ApiError:
-    owner, name = exc.details.get("owner_id"), exc.details.get("name")
-    if "position" in exc.details:
-        return invalid_param(
-            f"/{exc.details['position']}", f"value (userid, name)=({owner}, {name}) already exists"
-        )
+def _name_taken(exc: NameTaken) -> ApiError:
+    owner, name = exc.owner_id, exc.name
+    if exc.position is not None:
+        return invalid_param(f"/{exc.position}", f"value (userid, name)=({owner}, {name}) already exists")
     return params_error(f'API token "{name}" already exists for userid "{owner}".')
 
 
@@ -194,7 +192,7 @@ async def token_create(ctx: Context, params: Any) -> dict[str, list[str]]:
         reply = await ctx.backends.registry.call("POST", "/v1/zabbix-tokens/create", body)
     except NotFound as exc:
         raise params_error(f'User with ID "{exc.details.get("user_id")}" is not available.') from exc
-    except Conflict as exc:
+    except NameTaken as exc:
         raise _name_taken(exc) from exc
     except Forbidden as exc:
         raise _no_call_permission(ctx) from exc
@@ -220,7 +218,7 @@ async def token_update(ctx: Context, params: Any) -> dict[str, list[str]]:
         reply = await ctx.backends.registry.call("POST", "/v1/zabbix-tokens/update", body)
     except NotFound as exc:
         raise no_permissions() from exc
-    except Conflict as exc:
+    except NameTaken as exc:
         raise _name_taken(exc) from exc
     except Forbidden as exc:
         raise _no_call_permission(ctx) from exc

@@ -1,0 +1,12 @@
+"""TODO(issue 14): the registry's vouchers endpoints, their models and client methods."""
+
+from __future__ import annotations
+
+from shared.contracts.client import ServiceClient
+from shared.contracts.endpoint import Endpoint, Message
+
+ENDPOINTS: tuple[Endpoint[Message, Message], ...] = ()
+
+
+class VouchersClient(ServiceClient):
+    pass
