@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, TypeAlias
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
+from pydantic import BaseModel
 
 # What `pool.acquire()` hands out; subscriptable only for the type checker.
 if TYPE_CHECKING:
@@ -27,6 +29,19 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 )
 # Anything the server or the connection can throw at a query.
 ANY_DATABASE_ERROR: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def row_as(model: type[M], row: asyncpg.Record) -> M:
+    """A row as a typed model: asyncpg's Record hands out every column as Any, so rows are read
+    through a model whose fields name the columns (a column the model lacks is a bug, refused)."""
+    return model.model_validate(cast(Mapping[str, object], dict(row)))
+
+
+def rows_as(model: type[M], rows: Iterable[asyncpg.Record]) -> list[M]:
+    return [row_as(model, row) for row in rows]
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
