@@ -36,7 +36,7 @@ M = TypeVar("M", bound=BaseModel)
 
 def row_as(model: type[M], row: asyncpg.Record) -> M:
     """A row as a typed model: asyncpg's Record hands out every column as Any, so rows are read
-    through a model whose fields name the columns (a column the model lacks is a bug, refused)."""
+    through a model whose fields name the columns it needs."""
     return model.model_validate(cast(Mapping[str, object], dict(row)))
 
 
