@@ -1,0 +1,218 @@
+"""Which replica of a service gets the next internal call.
+
+A service's URL setting names either one URL whose host resolves to several addresses (compose
+`--scale`, a Kubernetes headless Service) or a comma-separated list of URLs. `Replicas` keeps the
+set of endpoints those resolve to, re-resolving names every `resolve_interval` seconds so replicas
+that come and go are followed without a restart, and picks one endpoint per call:
+
+- least outstanding requests between two endpoints drawn at random (the "power of two choices"
+  that Envoy's and Linkerd's balancers use): as good as scanning all of them, without every
+  gateway piling onto the same momentarily idle replica;
+- passive health: an endpoint that refuses a connection or times out is set aside for a back-off
+  that doubles with each consecutive failure (1 s, 2 s, 4 s... at most 30 s), then tried again; one
+  success clears it. With every endpoint set aside there is no pick at all, and the caller answers
+  "try again" at once instead of waiting on a dead address.
+
+Nothing here sends a request: the transport (`shared/internal.py`) asks for a pick and reports how
+the call went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+# Back-off of an endpoint set aside: doubles per consecutive failure, within these bounds (seconds).
+FIRST_BACKOFF_S = 1.0
+MAX_BACKOFF_S = 30.0
+
+REQUESTS = Counter(
+    "tokenhub_backend_requests_total",
+    "Internal calls sent, by target service and endpoint.",
+    ["target", "endpoint"],
+)
+ERRORS = Counter(
+    "tokenhub_backend_errors_total",
+    "Internal calls to an endpoint that got no usable answer (refused, timed out, 503).",
+    ["target", "endpoint"],
+)
+EJECTIONS = Counter(
+    "tokenhub_backend_ejections_total",
+    "Times an endpoint was set aside after a failure.",
+    ["target", "endpoint"],
+)
+ENDPOINTS = Gauge("tokenhub_backend_endpoints", "Endpoints a target service resolves to now.", ["target"])
+
+# host, port -> the addresses it resolves to now.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_with_dns(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+@dataclass(frozen=True)
+class Target:
+    """One URL of the setting: scheme, host (a name or an address) and port."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http:// URL: {url.strip()!r}")
+        return cls(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+
+    @property
+    def is_address(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+def parse_targets(setting: str) -> list[Target]:
+    """The URLs of a setting: one, or several separated by commas."""
+    targets = [Target.parse(part) for part in setting.split(",") if part.strip()]
+    if not targets:
+        raise ValueError("no URL given")
+    return targets
+
+
+def base_url(scheme: str, address: str, port: int) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"{scheme}://{host}:{port}"
+
+
+@dataclass(eq=False)
+class Endpoint:
+    """One replica's address, with what the balancer knows of it."""
+
+    url: str
+    outstanding: int = 0
+    failures: int = 0  # consecutive
+    set_aside_until: float = 0.0
+
+    def available(self, now: float) -> bool:
+        return self.set_aside_until <= now
+
+
+@dataclass
+class Replicas:
+    target_name: str
+    targets: Sequence[Target]
+    resolve_interval: float = 5.0
+    resolver: Resolver = resolve_with_dns
+    clock: Callable[[], float] = time.monotonic
+    rng: random.Random = field(default_factory=random.Random)
+    _endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    _task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_setting(
+        cls, target_name: str, setting: str, resolve_interval: float, resolver: Resolver = resolve_with_dns
+    ) -> Replicas:
+        return cls(target_name, parse_targets(setting), resolve_interval, resolver)
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return list(self._endpoints.values())
+
+    # --- the set ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resolve once now (a name that does not resolve yet is retried in the background), then
+        keep re-resolving while the process runs."""
+        await self.refresh()
+        if any(not t.is_address for t in self.targets):
+            self._task = asyncio.create_task(self._keep_resolving(), name=f"resolve {self.target_name}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _keep_resolving(self) -> None:
+        while True:
+            await asyncio.sleep(self.resolve_interval)
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        urls: list[str] = []
+        for target in self.targets:
+            if target.is_address:
+                urls.append(base_url(target.scheme, target.host, target.port))
+                continue
+            try:
+                addresses = await self.resolver(target.host, target.port)
+            except (OSError, TimeoutError) as exc:
+                # Keep what this name resolved to before: DNS being down is not the replicas being down.
+                log.warning("cannot resolve %s (%s): keeping its last addresses", target.host, exc)
+                urls.extend(u for u in self._endpoints if urlsplit(u).port == target.port)
+                continue
+            urls.extend(base_url(target.scheme, address, target.port) for address in addresses)
+        self._replace(urls)
+
+    def _replace(self, urls: Iterable[str]) -> None:
+        # An endpoint that stays keeps its counters and its back-off; one that goes is forgotten
+        # (calls in flight to it finish on their own).
+        self._endpoints = {url: self._endpoints.get(url) or Endpoint(url) for url in dict.fromkeys(urls)}
+        ENDPOINTS.labels(self.target_name).set(len(self._endpoints))
+
+    # --- picking ----------------------------------------------------------------------------------
+
+    def pick(self, avoid: Endpoint | None = None) -> Endpoint | None:
+        """An available endpoint with few calls outstanding, other than `avoid` if there is one;
+        None when every endpoint is set aside."""
+        now = self.clock()
+        candidates = [e for e in self._endpoints.values() if e.available(now) and e is not avoid]
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            return candidates[0]
+        first, second = self.rng.sample(candidates, 2)
+        return first if first.outstanding <= second.outstanding else second
+
+    def sent(self, endpoint: Endpoint) -> None:
+        endpoint.outstanding += 1
+        REQUESTS.labels(self.target_name, endpoint.url).inc()
+
+    def answered(self, endpoint: Endpoint) -> None:
+        endpoint.outstanding -= 1
+        endpoint.failures = 0
+        endpoint.set_aside_until = 0.0
+
+    def failed(self, endpoint: Endpoint) -> None:
+        """The endpoint refused, timed out or said it is unavailable: set it aside for a while."""
+        endpoint.outstanding -= 1
+        endpoint.failures += 1
+        backoff = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (endpoint.failures - 1))
+        endpoint.set_aside_until = self.clock() + backoff
+        ERRORS.labels(self.target_name, endpoint.url).inc()
+        EJECTIONS.labels(self.target_name, endpoint.url).inc()
+        log.warning(
+            "%s endpoint %s set aside for %.0f s after %d failure(s)",
+            self.target_name,
+            endpoint.url,
+            backoff,
+            endpoint.failures,
+        )
