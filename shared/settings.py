@@ -13,6 +13,8 @@ from typing import Annotated, Literal, TypeAlias
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.balancer import parse_targets
+
 # Development-only defaults. Production refuses to start while any of these is still in use.
 DEV_INTERNAL_KEY = "dev-internal-key-change-me"
 DEV_SEAL_KEY = "ZGV2LXNlYWwta2V5LWNoYW5nZS1tZS0zMi1ieXRlcyE="  # base64 of 32 bytes
@@ -55,8 +57,15 @@ class Settings(BaseSettings):
     # The gateway's metrics-only listener for Prometheus on the internal network (0: none); never
     # publish it.
     gateway_metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env("GATEWAY_METRICS_PORT"))
+    # One URL whose host may resolve to several replicas, or a comma-separated list of URLs.
     issuer_url: str = Field("http://127.0.0.1:8081", validation_alias=_env("TOKENHUB_ISSUER_URL"))
     registry_url: str = Field("http://127.0.0.1:8082", validation_alias=_env("TOKENHUB_REGISTRY_URL"))
+    # Seconds between two resolutions of the backend URLs' host names (replicas come and go).
+    resolve_interval: float = Field(5.0, gt=0, le=3600, validation_alias=_env("TOKENHUB_RESOLVE_INTERVAL"))
+    # Processes of a service on one machine, sharing its port (SO_REUSEPORT): one event loop each.
+    gateway_workers: int = Field(1, ge=1, le=64, validation_alias=_env("GATEWAY_WORKERS"))
+    issuer_workers: int = Field(1, ge=1, le=64, validation_alias=_env("ISSUER_WORKERS"))
+    registry_workers: int = Field(1, ge=1, le=64, validation_alias=_env("REGISTRY_WORKERS"))
 
     internal_key: str = Field(DEV_INTERNAL_KEY, min_length=16, validation_alias=_env("TOKENHUB_INTERNAL_KEY"))
     seal_key: str = Field(DEV_SEAL_KEY, validation_alias=_env("TOKENHUB_SEAL_KEY"))
@@ -147,8 +156,12 @@ class Settings(BaseSettings):
     @field_validator("issuer_url", "registry_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// URL, e.g. http://issuer:8081")
+        try:
+            parse_targets(value)
+        except ValueError:
+            raise ValueError(
+                "must be an http:// URL or a comma-separated list of them, e.g. http://issuer:8081"
+            ) from None
         return value
 
     @field_validator("trusted_proxies", mode="before")
@@ -237,12 +250,22 @@ SERVICE_FIELDS: dict[Service, tuple[str, ...]] = {
         *COMMON_FIELDS,
         "gateway_port",
         "gateway_metrics_port",
+        "gateway_workers",
         "issuer_url",
         "registry_url",
+        "resolve_interval",
         "redis_url",
         "redis_prefix",
     ),
-    "issuer": (*COMMON_FIELDS, "issuer_port", "redis_url", "redis_prefix", "registry_url"),
-    "registry": (*COMMON_FIELDS, "registry_port", "database_url"),
+    "issuer": (
+        *COMMON_FIELDS,
+        "issuer_port",
+        "issuer_workers",
+        "redis_url",
+        "redis_prefix",
+        "registry_url",
+        "resolve_interval",
+    ),
+    "registry": (*COMMON_FIELDS, "registry_port", "registry_workers", "database_url"),
     "sweeper": (*COMMON_FIELDS, "sweeper_port", "database_url", "redis_url", "redis_prefix"),
 }
