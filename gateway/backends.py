@@ -18,14 +18,8 @@ class Backends:
     @classmethod
     def from_settings(cls, settings: Settings) -> Backends:
         return cls(
-            issuer=IssuerClient(
-                InternalClient("issuer", settings.issuer_url, settings.internal_key, settings.backend_timeout)
-            ),
-            registry=RegistryClient(
-                InternalClient(
-                    "registry", settings.registry_url, settings.internal_key, settings.backend_timeout
-                )
-            ),
+            issuer=IssuerClient(transport_to("issuer", settings.issuer_url, settings)),
+            registry=RegistryClient(transport_to("registry", settings.registry_url, settings)),
         )
 
     async def start(self) -> None:
@@ -35,3 +29,13 @@ class Backends:
     async def close(self) -> None:
         await self.issuer.transport.close()
         await self.registry.transport.close()
+
+
+def transport_to(service: str, url: str, settings: Settings) -> InternalClient:
+    return InternalClient(
+        service,
+        url,
+        settings.internal_key,
+        settings.backend_timeout,
+        resolve_interval=settings.resolve_interval,
+    )

@@ -10,8 +10,11 @@ that come and go are followed without a restart, and picks one endpoint per call
   gateway piling onto the same momentarily idle replica;
 - passive health: an endpoint that refuses a connection or times out is set aside for a back-off
   that doubles with each consecutive failure (1 s, 2 s, 4 s... at most 30 s), then tried again; one
-  success clears it. With every endpoint set aside there is no pick at all, and the caller answers
-  "try again" at once instead of waiting on a dead address.
+  success clears it. With every endpoint set aside, one that failed fast (its connection was
+  refused or dropped: a restarting process) is tried anyway — Envoy's "panic" routing, which costs a
+  refused connection at worst and lets a lone replica serve again the moment it is back. One that
+  failed slowly (a timeout: a host gone silent) is not, and with only such endpoints left there is
+  no pick: the caller answers "try again" at once instead of waiting on a dead address.
 
 Nothing here sends a request: the transport (`shared/internal.py`) asks for a pick and reports how
 the call went.
@@ -45,7 +48,7 @@ REQUESTS = Counter(
 )
 ERRORS = Counter(
     "tokenhub_backend_errors_total",
-    "Internal calls to an endpoint that got no usable answer (refused, timed out, 503).",
+    "Internal calls to an endpoint that got no answer (refused, timed out, dropped).",
     ["target", "endpoint"],
 )
 EJECTIONS = Counter(
@@ -53,7 +56,7 @@ EJECTIONS = Counter(
     "Times an endpoint was set aside after a failure.",
     ["target", "endpoint"],
 )
-ENDPOINTS = Gauge("tokenhub_backend_endpoints", "Endpoints a target service resolves to now.", ["target"])
+RESOLVED = Gauge("tokenhub_backend_endpoints", "Endpoints a target service resolves to now.", ["target"])
 
 # host, port -> the addresses it resolves to now.
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -102,13 +105,14 @@ def base_url(scheme: str, address: str, port: int) -> str:
 
 
 @dataclass(eq=False)
-class Endpoint:
+class Replica:
     """One replica's address, with what the balancer knows of it."""
 
     url: str
     outstanding: int = 0
     failures: int = 0  # consecutive
     set_aside_until: float = 0.0
+    failed_slowly: bool = False  # its last failure was a timeout
 
     def available(self, now: float) -> bool:
         return self.set_aside_until <= now
@@ -122,7 +126,7 @@ class Replicas:
     resolver: Resolver = resolve_with_dns
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
-    _endpoints: dict[str, Endpoint] = field(default_factory=dict)
+    _replicas: dict[str, Replica] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -132,8 +136,8 @@ class Replicas:
         return cls(target_name, parse_targets(setting), resolve_interval, resolver)
 
     @property
-    def endpoints(self) -> list[Endpoint]:
-        return list(self._endpoints.values())
+    def all(self) -> list[Replica]:
+        return list(self._replicas.values())
 
     # --- the set ----------------------------------------------------------------------------------
 
@@ -167,7 +171,7 @@ class Replicas:
             except (OSError, TimeoutError) as exc:
                 # Keep what this name resolved to before: DNS being down is not the replicas being down.
                 log.warning("cannot resolve %s (%s): keeping its last addresses", target.host, exc)
-                urls.extend(u for u in self._endpoints if urlsplit(u).port == target.port)
+                urls.extend(u for u in self._replicas if urlsplit(u).port == target.port)
                 continue
             urls.extend(base_url(target.scheme, address, target.port) for address in addresses)
         self._replace(urls)
@@ -175,36 +179,39 @@ class Replicas:
     def _replace(self, urls: Iterable[str]) -> None:
         # An endpoint that stays keeps its counters and its back-off; one that goes is forgotten
         # (calls in flight to it finish on their own).
-        self._endpoints = {url: self._endpoints.get(url) or Endpoint(url) for url in dict.fromkeys(urls)}
-        ENDPOINTS.labels(self.target_name).set(len(self._endpoints))
+        self._replicas = {url: self._replicas.get(url) or Replica(url) for url in dict.fromkeys(urls)}
+        RESOLVED.labels(self.target_name).set(len(self._replicas))
 
     # --- picking ----------------------------------------------------------------------------------
 
-    def pick(self, avoid: Endpoint | None = None) -> Endpoint | None:
+    def pick(self, avoid: Replica | None = None) -> Replica | None:
         """An available endpoint with few calls outstanding, other than `avoid` if there is one;
         None when every endpoint is set aside."""
         now = self.clock()
-        candidates = [e for e in self._endpoints.values() if e.available(now) and e is not avoid]
+        others = [e for e in self._replicas.values() if e is not avoid]
+        candidates = [e for e in others if e.available(now)]
         if not candidates:
-            return None
+            fast = [e for e in others if not e.failed_slowly]
+            return min(fast, key=lambda e: e.set_aside_until) if fast else None
         if len(candidates) == 1:
             return candidates[0]
         first, second = self.rng.sample(candidates, 2)
         return first if first.outstanding <= second.outstanding else second
 
-    def sent(self, endpoint: Endpoint) -> None:
+    def sent(self, endpoint: Replica) -> None:
         endpoint.outstanding += 1
         REQUESTS.labels(self.target_name, endpoint.url).inc()
 
-    def answered(self, endpoint: Endpoint) -> None:
+    def answered(self, endpoint: Replica) -> None:
         endpoint.outstanding -= 1
         endpoint.failures = 0
         endpoint.set_aside_until = 0.0
 
-    def failed(self, endpoint: Endpoint) -> None:
-        """The endpoint refused, timed out or said it is unavailable: set it aside for a while."""
+    def failed(self, endpoint: Replica, *, slowly: bool) -> None:
+        """The call got no answer (refused, dropped, or `slowly`: timed out): set the endpoint aside."""
         endpoint.outstanding -= 1
         endpoint.failures += 1
+        endpoint.failed_slowly = slowly
         backoff = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (endpoint.failures - 1))
         endpoint.set_aside_until = self.clock() + backoff
         ERRORS.labels(self.target_name, endpoint.url).inc()

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from shared.balancer import Replica, Replicas, Resolver, resolve_with_dns
 from shared.contracts.endpoint import Endpoint, Rep, Req
 from shared.errors import InvalidInput, TokenHubError, Unavailable, from_wire
 from shared.logging import REQUEST_ID_HEADER, current_request_id
@@ -86,30 +87,47 @@ async def read_model(request: web.Request, model: type[M]) -> M:
 
 
 class InternalClient:
-    """One keep-alive session to one target service for the life of the process."""
+    """The one transport for internal calls: a keep-alive session for the life of the process, and
+    the replicas of the target service (`shared/balancer.py`), one picked per call.
 
-    def __init__(self, name: str, base_url: str, key: str, timeout: float) -> None:
+    A call that got no usable answer from the replica it went to is tried once more, on another
+    replica, when that cannot do harm: always when the connection was never made (nothing reached a
+    replica), and after a timeout, a dropped connection or a 503 only for an endpoint the contract
+    marks idempotent. Nothing is tried a third time. With no replica to try, the caller is told
+    Unavailable at once."""
+
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        key: str,
+        timeout: float,
+        *,
+        resolve_interval: float = 5.0,
+        resolver: Resolver = resolve_with_dns,
+    ) -> None:
         self.name = name
-        self.base_url = base_url.rstrip("/")
+        self.replicas = Replicas.from_setting(name, base_url, resolve_interval, resolver)
         self._key = key
         self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 2.0))
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            timeout=self._timeout,
-            json_serialize=lambda obj: orjson.dumps(obj).decode(),
-            connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30),
+            timeout=self._timeout, connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30)
         )
+        await self.replicas.start()
 
     async def close(self) -> None:
+        await self.replicas.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def send(self, endpoint: Endpoint[Req, Rep], request: Req) -> Rep:
         """Make one internal call: its typed reply, or the domain error the callee answered with."""
-        raw, status = await self._post(endpoint.path, request.__pydantic_serializer__.to_json(request))
+        data = request.__pydantic_serializer__.to_json(request)
+        raw, status = await self._exchange(endpoint.path, data, idempotent=endpoint.idempotent)
         if 200 <= status < 300:
             try:
                 return endpoint.reply.model_validate_json(raw)
@@ -117,52 +135,80 @@ class InternalClient:
                 # The two sides disagree about the contract: a bug or a half-done upgrade.
                 BACKEND_ERRORS.labels(self.name).inc()
                 raise TokenHubError(f"{self.name} answered {endpoint.path} off contract") from exc
-        try:
-            reply = cast(object, orjson.loads(raw)) if raw else None
-        except orjson.JSONDecodeError:
-            reply = None
-        error = reply.get("error") if isinstance(reply, dict) else None
-        if isinstance(error, dict) and error.get("code") != KEY_REFUSED:
-            raise from_wire(reply)
-        # Not our error format (a proxy's page?) or our own key refused: the target is unusable.
-        BACKEND_ERRORS.labels(self.name).inc()
-        raise Unavailable(f"{self.name} answered HTTP {status}")
+        raise self._error(raw, status)
 
     async def call(self, method: str, path: str, body: Any = None) -> Any:
         """TRANSITIONAL (issue 14): an untyped call, for code not yet on `send`."""
-        raw, status = await self._post(path, None if body is None else orjson.dumps(body), method)
+        data = None if body is None else orjson.dumps(body)
+        raw, status = await self._exchange(path, data, idempotent=False, method=method)
+        if 200 <= status < 300:
+            return orjson.loads(raw) if raw else None
+        raise self._error(raw, status)
+
+    def _error(self, raw: bytes, status: int) -> TokenHubError:
         try:
             reply = cast(object, orjson.loads(raw)) if raw else None
         except orjson.JSONDecodeError:
             reply = None
-        if 200 <= status < 300:
-            return reply
         error = reply.get("error") if isinstance(reply, dict) else None
         if isinstance(error, dict) and error.get("code") != KEY_REFUSED:
-            raise from_wire(reply)
+            return from_wire(reply)
+        # Not our error format (a proxy's page?) or our own key refused: the target is unusable.
         BACKEND_ERRORS.labels(self.name).inc()
-        raise Unavailable(f"{self.name} answered HTTP {status}")
+        return Unavailable(f"{self.name} answered HTTP {status}")
 
-    async def _post(self, path: str, data: bytes | None, method: str = "") -> tuple[bytes, int]:
+    async def _exchange(
+        self, path: str, data: bytes | None, *, idempotent: bool, method: str = "POST"
+    ) -> tuple[bytes, int]:
+        """POST to one replica, and to a second one when the first gave no usable answer and trying
+        again is safe; the last answer's body and status."""
+        tried: Replica | None = None
+        while True:
+            replica = self.replicas.pick(avoid=tried)
+            if replica is None:
+                BACKEND_ERRORS.labels(self.name).inc()
+                raise Unavailable(f"{self.name}: no replica to call (all set aside or none resolved)")
+            retry_allowed = tried is None
+            tried = replica
+            self.replicas.sent(replica)
+            try:
+                raw, status = await self._post(replica.url + path, data, method)
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                # The connection was never made: the call reached no replica, whatever it was.
+                self.replicas.failed(replica, slowly=isinstance(exc, TimeoutError))
+                if retry_allowed:
+                    continue
+                BACKEND_ERRORS.labels(self.name).inc()
+                raise Unavailable(f"{self.name} did not answer: {type(exc).__name__}") from exc
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                # It may have been served: only a call that changes nothing may go again.
+                self.replicas.failed(replica, slowly=isinstance(exc, TimeoutError))
+                if retry_allowed and idempotent:
+                    continue
+                BACKEND_ERRORS.labels(self.name).inc()
+                raise Unavailable(f"{self.name} did not answer: {type(exc).__name__}") from exc
+            # A 503 is the replica's own "try again" (its store did not answer): not a reason to set
+            # it aside (one slow query would empty a single-replica set), but a read may go elsewhere.
+            self.replicas.answered(replica)
+            if status == 503 and retry_allowed and idempotent:
+                continue
+            return raw, status
+
+    async def _post(self, url: str, data: bytes | None, method: str = "POST") -> tuple[bytes, int]:
         assert self._session is not None, "InternalClient.start() was not awaited"
         headers = {INTERNAL_KEY_HEADER: self._key, REQUEST_ID_HEADER: current_request_id()}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        try:
-            async with self._session.request(
-                method or ("GET" if data is None else "POST"),
-                self.base_url + path,
-                data=data,
-                headers=headers,
-            ) as response:
-                return await response.read(), response.status
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            BACKEND_ERRORS.labels(self.name).inc()
-            raise Unavailable(f"{self.name} did not answer: {type(exc).__name__}") from exc
+        async with self._session.request(method, url, data=data, headers=headers) as response:
+            return await response.read(), response.status
 
     async def ready(self) -> bool:
-        try:
-            _, status = await self._post("/readyz", None)
-        except Unavailable:
-            return False
-        return status == 200
+        """Whether some replica of the target says it is ready."""
+        for replica in self.replicas.all:
+            try:
+                _, status = await self._post(replica.url + "/readyz", None, "GET")
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                continue
+            if status == 200:
+                return True
+        return False

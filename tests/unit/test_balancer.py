@@ -59,7 +59,7 @@ async def test_a_name_becomes_one_endpoint_per_address() -> None:
     names = Names({"registry": ["10.0.0.1", "10.0.0.2", "fd00::3"]})
     set_ = replicas("http://registry:8082", names)
     await set_.refresh()
-    assert [e.url for e in set_.endpoints] == [
+    assert [e.url for e in set_.all] == [
         "http://10.0.0.1:8082",
         "http://10.0.0.2:8082",
         "http://[fd00::3]:8082",
@@ -78,7 +78,7 @@ async def test_calls_spread_evenly_and_favour_the_less_busy() -> None:
         set_.answered(endpoint)
     assert all(850 <= n <= 1150 for n in picked.values()), picked
     # One endpoint with calls piling up is picked only when both draws are it: never, with three.
-    busy = set_.endpoints[0]
+    busy = set_.all[0]
     busy.outstanding = 50
     assert all(set_.pick() is not busy for _ in range(200))
 
@@ -87,11 +87,11 @@ async def test_a_failing_endpoint_is_set_aside_with_a_growing_back_off() -> None
     clock = Clock()
     set_ = replicas("http://127.0.0.1:1,http://127.0.0.1:2", clock=clock)
     await set_.refresh()
-    dead, alive = set_.endpoints
+    dead, alive = set_.all
     backoffs = []
     for _ in range(7):
         set_.sent(dead)
-        set_.failed(dead)
+        set_.failed(dead, slowly=False)
         backoffs.append(dead.set_aside_until - clock.now)
         assert all(set_.pick() is alive for _ in range(20))
     assert backoffs == [1, 2, 4, 8, 16, MAX_BACKOFF_S, MAX_BACKOFF_S]
@@ -102,41 +102,48 @@ async def test_a_failing_endpoint_is_set_aside_with_a_growing_back_off() -> None
     assert dead.failures == 0
 
 
-async def test_with_every_endpoint_set_aside_there_is_no_pick() -> None:
+async def test_with_every_endpoint_set_aside_only_one_that_failed_fast_is_tried() -> None:
     set_ = replicas("http://127.0.0.1:1,http://127.0.0.1:2")
     await set_.refresh()
-    for endpoint in set_.endpoints:
-        set_.sent(endpoint)
-        set_.failed(endpoint)
+    silent, refusing = set_.all
+    set_.sent(silent)
+    set_.failed(silent, slowly=True)
+    set_.sent(refusing)
+    set_.failed(refusing, slowly=False)
+    # A refused connection costs nothing to try again: the restarting replica serves once it is up.
+    assert all(set_.pick() is refusing for _ in range(20))
+    # A host that timed out is never waited on again before its back-off ends.
+    set_.sent(refusing)
+    set_.failed(refusing, slowly=True)
     assert set_.pick() is None
 
 
 async def test_avoid_gives_another_endpoint_or_none() -> None:
     set_ = replicas("http://127.0.0.1:1,http://127.0.0.1:2")
     await set_.refresh()
-    first, second = set_.endpoints
+    first, second = set_.all
     assert all(set_.pick(avoid=first) is second for _ in range(20))
     single = replicas("http://127.0.0.1:1")
     await single.refresh()
-    assert single.pick(avoid=single.endpoints[0]) is None
+    assert single.pick(avoid=single.all[0]) is None
 
 
 async def test_re_resolving_follows_replicas_and_keeps_what_it_knows() -> None:
     names = Names({"registry": ["10.0.0.1", "10.0.0.2"]})
     set_ = replicas("http://registry:8082", names)
     await set_.refresh()
-    kept = set_.endpoints[0]
+    kept = set_.all[0]
     set_.sent(kept)
-    set_.failed(kept)
+    set_.failed(kept, slowly=False)
     names.table["registry"] = ["10.0.0.1", "10.0.0.3"]
     await set_.refresh()
-    assert [e.url for e in set_.endpoints] == ["http://10.0.0.1:8082", "http://10.0.0.3:8082"]
-    assert set_.endpoints[0] is kept
+    assert [e.url for e in set_.all] == ["http://10.0.0.1:8082", "http://10.0.0.3:8082"]
+    assert set_.all[0] is kept
     assert kept.failures == 1
     # DNS down: the last addresses stay.
     del names.table["registry"]
     await set_.refresh()
-    assert [e.url for e in set_.endpoints] == ["http://10.0.0.1:8082", "http://10.0.0.3:8082"]
+    assert [e.url for e in set_.all] == ["http://10.0.0.1:8082", "http://10.0.0.3:8082"]
 
 
 async def test_start_keeps_resolving_names_in_the_background() -> None:
@@ -146,10 +153,10 @@ async def test_start_keeps_resolving_names_in_the_background() -> None:
     try:
         names.table["registry"] = ["10.0.0.1", "10.0.0.2"]
         for _ in range(200):
-            if len(set_.endpoints) == 2:
+            if len(set_.all) == 2:
                 break
             await asyncio.sleep(0.01)
-        assert len(set_.endpoints) == 2
+        assert len(set_.all) == 2
     finally:
         await set_.close()
     # Addresses only: nothing to re-resolve, no task.
