@@ -51,16 +51,17 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def metrics_url(self) -> str:
         """Where its /metrics is: the gateway serves them on a port of their own, not the public one."""
         port = self.env["GATEWAY_METRICS_PORT"] if self.name == "gateway" else self.port
-        return f"http://127.0.0.1:{port}/metrics"
+        return f"http://{self.host}:{port}/metrics"
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, f"{self.name} is already running"
@@ -149,3 +150,76 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+@dataclass
+class Topology:
+    """Several replicas of each service, as an operator scaling out runs them."""
+
+    registries: list[ServiceProcess]
+    issuers: list[ServiceProcess]
+    gateways: list[ServiceProcess]
+
+    @property
+    def processes(self) -> list[ServiceProcess]:
+        return [*self.registries, *self.issuers, *self.gateways]
+
+    def logs(self) -> str:
+        return "\n".join(p.log() for p in self.processes)
+
+
+def replica_urls(replicas: list[ServiceProcess]) -> str:
+    return ",".join(r.url for r in replicas)
+
+
+@contextlib.contextmanager
+def running_topology(
+    base_env: dict[str, str],
+    log_dir: Path,
+    *,
+    registries: int = 1,
+    issuers: int = 1,
+    gateways: int = 1,
+    registry_hosts: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[Topology]:
+    """Replicas on free loopback ports; clients reach them through comma-separated URL lists. With
+    `registry_hosts`, the registries listen on those addresses (one each) on one shared port, the
+    way replicas behind one DNS name do. Stopped by PID on the way out."""
+    env = {**base_env, "TOKENHUB_BACKEND_TIMEOUT": "3", "TOKENHUB_LOG_LEVEL": "DEBUG", **(extra_env or {})}
+
+    def process(name: Service, index: int, port: int, host: str = "127.0.0.1", **more: str) -> ServiceProcess:
+        own = dict(env, TOKENHUB_HOST=host, **{PORT_VARIABLE[name]: str(port)}, **more)
+        return ServiceProcess(name, port, own, log_dir / f"{name}-{index}.log", host=host)
+
+    if registry_hosts:
+        shared_port = free_port()
+        registry_list = [process("registry", i, shared_port, host) for i, host in enumerate(registry_hosts)]
+    else:
+        registry_list = [process("registry", i, free_port()) for i in range(registries)]
+    registry_url = replica_urls(registry_list)
+    issuer_list = [
+        process("issuer", i, free_port(), TOKENHUB_REGISTRY_URL=registry_url) for i in range(issuers)
+    ]
+    gateway_list = [
+        process(
+            "gateway",
+            i,
+            free_port(),
+            TOKENHUB_REGISTRY_URL=registry_url,
+            TOKENHUB_ISSUER_URL=replica_urls(issuer_list),
+            GATEWAY_METRICS_PORT=str(free_port()),
+        )
+        for i in range(gateways)
+    ]
+    topology = Topology(registry_list, issuer_list, gateway_list)
+    try:
+        for group in (registry_list, issuer_list, gateway_list):
+            for replica in group:
+                replica.start()
+            for replica in group:
+                replica.wait_ready()
+        yield topology
+    finally:
+        for replica in topology.processes:
+            replica.stop()
