@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -11,16 +11,20 @@ from gateway.backends import Backends
 from gateway.keys import backends_key, settings_key
 from gateway.routes import setup_routes
 from gateway.verification_cache import verification_cache
+from shared.balancer import Resolver, resolve_with_dns
 from shared.settings import Settings
 from shared.web import base_app, metrics_listener
 
 
-async def backends(app: web.Application) -> AsyncIterator[None]:
-    clients = Backends.from_settings(app[settings_key])
-    await clients.start()
-    app[backends_key] = clients
-    yield
-    await clients.close()
+def backends(resolver: Resolver) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def connect(app: web.Application) -> AsyncIterator[None]:
+        clients = Backends.from_settings(app[settings_key], resolver)
+        await clients.start()
+        app[backends_key] = clients
+        yield
+        await clients.close()
+
+    return connect
 
 
 async def readiness(app: web.Application) -> dict[str, bool]:
@@ -31,7 +35,11 @@ async def readiness(app: web.Application) -> dict[str, bool]:
     return {"issuer": issuer, "registry": registry}
 
 
-async def create_app(settings: Settings | None = None) -> web.Application:
+async def create_app(
+    settings: Settings | None = None, *, resolver: Resolver = resolve_with_dns
+) -> web.Application:
+    """`resolver` says which addresses the backend URLs' host names stand for: DNS, unless a test
+    puts several replicas behind one made-up name."""
     settings = settings or Settings()
     app = base_app("gateway", settings, readiness, serve_metrics=settings.metrics_public)
     app[settings_key] = settings
@@ -39,7 +47,7 @@ async def create_app(settings: Settings | None = None) -> web.Application:
         [
             # First: a port it cannot listen on stops the start before anything else is opened.
             metrics_listener(settings.host, settings.gateway_metrics_port, "GATEWAY_METRICS_PORT"),
-            backends,
+            backends(resolver),
             verification_cache,
         ]
     )

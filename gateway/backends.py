@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.balancer import Resolver, resolve_with_dns
 from shared.contracts.issuer import IssuerClient
 from shared.contracts.registry import RegistryClient
 from shared.internal import InternalClient
@@ -16,10 +17,10 @@ class Backends:
     registry: RegistryClient
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Backends:
+    def from_settings(cls, settings: Settings, resolver: Resolver = resolve_with_dns) -> Backends:
         return cls(
-            issuer=IssuerClient(transport_to("issuer", settings.issuer_url, settings)),
-            registry=RegistryClient(transport_to("registry", settings.registry_url, settings)),
+            issuer=IssuerClient(transport_to("issuer", settings.issuer_url, settings, resolver)),
+            registry=RegistryClient(transport_to("registry", settings.registry_url, settings, resolver)),
         )
 
     async def start(self) -> None:
@@ -31,11 +32,12 @@ class Backends:
         await self.registry.transport.close()
 
 
-def transport_to(service: str, url: str, settings: Settings) -> InternalClient:
+def transport_to(service: str, url: str, settings: Settings, resolver: Resolver) -> InternalClient:
     return InternalClient(
         service,
         url,
         settings.internal_key,
         settings.backend_timeout,
         resolve_interval=settings.resolve_interval,
+        resolver=resolver,
     )

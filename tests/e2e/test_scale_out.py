@@ -13,7 +13,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
+from gateway.app import create_app as create_gateway
+from shared.settings import Settings
 from tests.conftest import ADMIN_PASSWORD
 from tests.e2e.harness import ServiceProcess, Topology, running_topology
 from tests.e2e.test_chatapp import add_account, add_app, make
@@ -114,3 +117,80 @@ async def test_two_issuers_behind_two_gateways_keep_one_daily_quota_exactly(
         codes = {r.body["error"]["code"] for r in replies if r.status != 200}
         assert codes <= {"ApiTokensLimitError", "ApiServiceUnavailableError"}
         assert statuses.count(429) > 800
+
+
+class Names:
+    """A resolver with a table the test edits: replicas behind one made-up name, as DNS gives them
+    for compose `--scale` or a Kubernetes headless Service."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        if host not in self.table:
+            raise OSError(f"unknown host {host}")
+        return list(self.table[host])
+
+
+async def test_replicas_behind_one_name_share_the_load_and_a_new_one_joins(
+    environment: dict[str, str], tmp_path: Path
+) -> None:
+    hosts = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+    env = own_prefix(environment)
+    with running_topology(env, tmp_path, registry_hosts=hosts, gateways=0) as topology:
+        port = topology.registries[0].port
+        names = Names({"registry.tokenhub.test": list(hosts)})
+        settings = Settings.model_validate(
+            {
+                "DATABASE_URL": env["DATABASE_URL"],
+                "REDIS_URL": env["REDIS_URL"],
+                "TOKENHUB_REDIS_PREFIX": env["TOKENHUB_REDIS_PREFIX"],
+                "TOKENHUB_REGISTRY_URL": f"http://registry.tokenhub.test:{port}",
+                "TOKENHUB_ISSUER_URL": topology.issuers[0].url,
+                "TOKENHUB_RESOLVE_INTERVAL": "1",
+            }
+        )
+        gateway = TestServer(await create_gateway(settings, resolver=names), host="127.0.0.1")
+        await gateway.start_server()
+        try:
+            async with aiohttp.ClientSession() as http:
+                url = str(gateway.make_url("")).rstrip("/")
+                session = await login(http, url, "Admin", ADMIN_PASSWORD)
+                created = await rpc(
+                    http, url, "token.create", {"name": f"dns-{secrets.token_hex(3)}"}, session
+                )
+                token_id = created["result"]["tokenids"][0]
+                route = "/v1/zabbix-tokens/query"
+                in_flight = asyncio.Semaphore(20)
+
+                async def get() -> None:
+                    async with in_flight:
+                        reply = await rpc(http, url, "token.get", {"tokenids": [token_id]}, session)
+                        assert len(reply["result"]) == 1, reply
+
+                before = [served(r, route) for r in topology.registries]
+                await asyncio.gather(*(get() for _ in range(3000)))
+                spread = [served(r, route) - b for r, b in zip(topology.registries, before, strict=True)]
+                assert sum(spread) == 3000
+                assert all(850 <= n <= 1150 for n in spread), spread
+
+                # A fourth replica, announced by the name: it serves within the resolve interval + 5 s.
+                newcomer = ServiceProcess(
+                    "registry",
+                    port,
+                    dict(topology.registries[0].env, TOKENHUB_HOST="127.0.0.4"),
+                    tmp_path / "registry-new.log",
+                    host="127.0.0.4",
+                )
+                newcomer.start()
+                try:
+                    newcomer.wait_ready()
+                    names.table["registry.tokenhub.test"].append("127.0.0.4")
+                    announced = time.monotonic()
+                    while served(newcomer, route) == 0:
+                        assert time.monotonic() - announced < settings.resolve_interval + 5
+                        await get()
+                finally:
+                    newcomer.stop()
+        finally:
+            await gateway.close()
