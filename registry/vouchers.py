@@ -103,7 +103,8 @@ class _UseCheck(BaseModel):
 
 
 class _Touched(BaseModel):
-    """A voucher a repay or delete found; `changed` is whether this call repaid it."""
+    """A voucher a repay or delete found; `changed`: whether this call changed it (a voucher repaid
+    before is found but not changed; a delete changes every voucher it finds)."""
 
     id: int
     secret_hash: bytes

@@ -14,6 +14,8 @@ import orjson
 import pytest
 
 from registry.store import Store
+from registry.voucher_routes import ROUTES
+from shared.contracts.registry import vouchers
 from shared.postgres import create_pool
 from tests.inprocess.conftest import Trio
 
@@ -239,3 +241,7 @@ async def test_operators_see_only_their_own_vouchers(trio: Trio, store: Store, o
         {"token": code, "result": "not_found"}
     ]
     assert (await call(trio, other, "gettokens", {"token": code})).codes == [code]
+
+
+def test_the_registry_serves_every_voucher_endpoint_and_no_other() -> None:
+    assert sorted(r.path for r in ROUTES) == sorted(e.path for e in vouchers.ENDPOINTS)
