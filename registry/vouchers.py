@@ -13,35 +13,36 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import cast
 
 import asyncpg
+from pydantic import BaseModel, JsonValue
 
+from registry.store import acting_user
 from shared.audit import record_audit
 from shared.contracts.registry.accounts import AuditEvent
+from shared.contracts.registry.vouchers import (
+    CreateVouchers,
+    SearchVouchers,
+    UseVoucher,
+    Voucher,
+    VoucherCodes,
+)
 from shared.errors import Expired, Forbidden, NotFound, Unavailable, VoucherSpent
+from shared.postgres import Connection, row_as, rows_as
 from shared.secrets import Sealer, lookup_hash
 from shared.sqlfile import load_queries
-
-if TYPE_CHECKING:  # not subscriptable at run time
-    from asyncpg.pool import PoolConnectionProxy
-
-    Connection = PoolConnectionProxy[asyncpg.Record]
 
 Q = load_queries(Path(__file__).with_name("vouchers.sql"))
 
 KIND = "voucher"
 CODE_DIGITS = 10
-# One createtokens, repaytokens or deletetokens call; also the largest gettokens page.
-MAX_BATCH = 10_000
-# lifetime_s is an integer column.
-MAX_LIFETIME_S = 2**31 - 1
-MAX_OFFSET = 2**31 - 1
 # Codes never start with 0, so a client that stores them as numbers gets the same code back.
-_CODE_LOW = 10 ** (CODE_DIGITS - 1)
+_CODE_LOW = 1_000_000_000  # the smallest number of CODE_DIGITS digits
 _CODE_SPAN = 9 * _CODE_LOW
 # With a million live vouchers a 10,000 batch meets about one clash with an existing code; each
 # round redraws only the clashing ones, so a few rounds are plenty and more mean something is wrong.
@@ -70,42 +71,44 @@ def protect(codes: Sequence[str], pepper: str, sealer: Sealer) -> tuple[list[byt
     return hashes, sealed
 
 
-# A voucher as the registry hands it out: the row's columns (times in unix seconds, as the queries
-# select them) and its code. A plain dict, built once per row: listings move 100s of them.
-Voucher = dict[str, Any]
-_VOUCHER_COLUMNS = (
-    "id",
-    "owner_id",
-    "created_at",
-    "first_used_at",
-    "expires_at",
-    "repaid_at",
-    "mac",
-    "multi_use",
-    "lifetime_s",
-    "external_ref",
-    "external_ref_numeric",
-)
-
-
 def voucher(row: asyncpg.Record, code: str) -> Voucher:
-    found: Voucher = {name: row[name] for name in _VOUCHER_COLUMNS}
-    found["code"] = code
-    return found
+    """A row of the queries (times in unix seconds, as they select them) with its code. The model
+    ignores the row's other columns (the hash, the sealed copy, the actor's role)."""
+    columns: dict[str, object] = {**cast(Mapping[str, object], row), "code": code}
+    return Voucher.model_validate(columns)
 
 
-@dataclass(frozen=True)
-class Filters:
-    """gettokens' filters: None ignores, True keeps vouchers with the attribute, False without."""
+def _secret_hash(row: asyncpg.Record) -> bytes:
+    return cast(bytes, row["secret_hash"])
 
-    used: bool | None = None
-    repaid: bool | None = None
-    multi_use: bool | None = None
-    has_lifetime: bool | None = None
-    code: str | None = None
-    external_ref: str | None = None
-    limit: int = MAX_BATCH
-    offset: int = 0
+
+class _ListingHead(BaseModel):
+    """search_owner's first row: the actor, and the first voucher of its page (None without any)."""
+
+    actor_role: str
+    actor_status: str
+    id: int | None
+
+
+class _UseCheck(BaseModel):
+    """What decides whether a voucher may be used now."""
+
+    id: int
+    deleted_at: datetime | None
+    repaid_at: int | None
+    is_expired: bool
+    multi_use: bool
+    mac: str | None
+    first_used_at: int | None
+
+
+class _Touched(BaseModel):
+    """A voucher a repay or delete found; `changed`: whether this call changed it (a voucher repaid
+    before is found but not changed; a delete changes every voucher it finds)."""
+
+    id: int
+    secret_hash: bytes
+    changed: bool = True
 
 
 @dataclass(frozen=True)
@@ -131,22 +134,24 @@ class VoucherStore:
         return lookup_hash(code, self._pepper)
 
     def _reveal(self, row: asyncpg.Record) -> Voucher:
-        return voucher(row, self._sealer.unseal(row["sealed_secret"], seal_context(row["secret_hash"])))
+        sealed = cast(bytes, row["sealed_secret"])
+        return voucher(row, self._sealer.unseal(sealed, seal_context(_secret_hash(row))))
 
-    async def _owner_scope(self, conn: Connection, actor_id: int) -> int | None:
+    @staticmethod
+    async def _owner_scope(conn: Connection, actor_id: int) -> int | None:
         """The owner the actor is limited to, or None for a super_admin (every owner)."""
-        row = await conn.fetchrow(Q["actor"], actor_id)
-        if row is None or row["status"] != "active":
+        actor = await acting_user(conn, actor_id)
+        if actor is None or actor.status != "active":
             raise Forbidden("the account cannot act")
-        return None if row["role"] == "super_admin" else actor_id
+        return None if actor.role == "super_admin" else actor_id
 
+    @staticmethod
     async def _audit(
-        self,
         conn: Connection,
         event: str,
         actor_id: int,
         client_addr: str | None,
-        details: dict[str, Any],
+        details: dict[str, JsonValue],
         token_id: int | None = None,
     ) -> None:
         audited = AuditEvent(
@@ -156,75 +161,69 @@ class VoucherStore:
 
     # --- createtokens --------------------------------------------------------------------------
 
-    async def create(
-        self,
-        actor_id: int,
-        count: int,
-        *,
-        multi_use: bool,
-        lifetime_s: int,
-        external_ref: str | None,
-        external_ref_numeric: bool = False,
-        client_addr: str | None = None,
-    ) -> list[Voucher]:
+    async def create(self, req: CreateVouchers) -> list[Voucher]:
         """`count` new vouchers owned by the actor, all in one transaction: all of them or none."""
         created: list[Voucher] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._owner_scope(conn, actor_id)
+            await self._owner_scope(conn, req.actor_id)
             drawn: set[str] = set()
             for _ in range(_MAX_ROUNDS):
                 # Drawing, hashing and sealing 10,000 codes takes ~0.2 s of CPU: off the event loop.
-                codes, hashes, sealed = await asyncio.to_thread(self._draw, count - len(created), drawn)
+                batch = await asyncio.to_thread(self._draw, req.count - len(created), drawn)
+                codes, hashes, sealed = batch
                 drawn.update(codes)
                 rows = await conn.fetch(
                     Q["insert_vouchers"],
-                    actor_id,
+                    req.actor_id,
                     hashes,
                     sealed,
-                    multi_use,
-                    lifetime_s,
-                    external_ref,
-                    external_ref_numeric,
+                    req.multi_use,
+                    req.lifetime_s,
+                    req.external_ref,
+                    req.external_ref_numeric,
                 )
                 code_of = dict(zip(hashes, codes, strict=True))
-                created.extend(voucher(row, code_of[row["secret_hash"]]) for row in rows)
-                if len(created) == count:
+                created.extend(voucher(row, code_of[_secret_hash(row)]) for row in rows)
+                if len(created) == req.count:
                     break
             else:
                 # Practically impossible unless the code space is nearly full; nothing is written.
                 raise Unavailable("could not find enough free voucher codes, try again")
-            created.sort(key=lambda v: v["id"])
+            created.sort(key=lambda v: v.id)
             await self._audit(
                 conn,
                 "created",
-                actor_id,
-                client_addr,
+                req.actor_id,
+                req.client_addr,
                 {
-                    "count": count,
-                    "first_id": created[0]["id"],
-                    "last_id": created[-1]["id"],
-                    "multi_use": multi_use,
-                    "lifetime_s": lifetime_s,
+                    "count": req.count,
+                    "first_id": created[0].id,
+                    "last_id": created[-1].id,
+                    "multi_use": req.multi_use,
+                    "lifetime_s": req.lifetime_s,
                 },
             )
         return created
 
     # --- gettokens -----------------------------------------------------------------------------
 
-    async def search(self, actor_id: int, f: Filters) -> list[Voucher]:
+    async def search(self, f: SearchVouchers) -> list[Voucher]:
         """Live vouchers the actor may see that pass the filters, in creation order, one page."""
         flags = (f.used, f.repaid, f.multi_use, f.has_lifetime)
         async with self.pool.acquire() as conn:
             # The driving condition picks the query, so each has a plan that uses its index.
             if f.code is None and f.external_ref is None:
                 # A listing, the hot path: the actor check rides in the operator's statement.
-                rows = await conn.fetch(Q["search_owner"], actor_id, *flags, f.limit, f.offset)
-                if not rows or rows[0]["actor_status"] != "active":
+                rows = await conn.fetch(Q["search_owner"], f.actor_id, *flags, f.limit, f.offset)
+                head = row_as(_ListingHead, rows[0]) if rows else None
+                if head is None or head.actor_status != "active":
                     raise Forbidden("the account cannot act")
-                if rows[0]["actor_role"] == "super_admin":
+                if head.actor_role == "super_admin":
                     rows = await conn.fetch(Q["search_all"], *flags, f.limit, f.offset)
-                return [self._reveal(row) for row in rows if row["id"] is not None]
-            owner = await self._owner_scope(conn, actor_id)
+                elif head.id is None:
+                    return []  # the actor's row alone: nothing on its page
+                return [self._reveal(row) for row in rows]
+            owner = await self._owner_scope(conn, f.actor_id)
             if f.code is not None:
                 rows = await conn.fetch(
                     Q["search_by_code"], self._hash(f.code), owner, *flags, f.external_ref, f.limit, f.offset
@@ -235,71 +234,59 @@ class VoucherStore:
 
     # --- usetoken ------------------------------------------------------------------------------
 
-    async def use(self, actor_id: int, code: str, mac: str, client_addr: str | None = None) -> Voucher:
+    async def use(self, req: UseVoucher) -> Voucher:
         """Redeem a voucher from the device `mac` (lower-case colon form).
 
-        Fails with NotFound (unknown, or another operator's), Conflict reason "deleted", "repaid"
-        or "used" (a single-use voucher bound to another MAC), or Expired. The row lock makes two
-        concurrent first uses from different MACs of a single-use voucher end with one winner.
+        Fails with NotFound (unknown, or another operator's), VoucherSpent reason "deleted",
+        "repaid" or "used" (a single-use voucher bound to another MAC), or Expired. The row lock
+        makes two concurrent first uses from different MACs of a single-use voucher end with one
+        winner.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            owner = await self._owner_scope(conn, actor_id)
-            row = await conn.fetchrow(Q["voucher_for_use"], self._hash(code), owner)
-            if row is None:
+            owner = await self._owner_scope(conn, req.actor_id)
+            found = await conn.fetchrow(Q["voucher_for_use"], self._hash(req.code), owner)
+            if found is None:
                 raise NotFound("no such voucher")
-            if row["deleted_at"] is not None:
+            row = row_as(_UseCheck, found)
+            if row.deleted_at is not None:
                 raise VoucherSpent("the voucher was deleted", reason="deleted")
-            if row["repaid_at"] is not None:
+            if row.repaid_at is not None:
                 raise VoucherSpent("the voucher was repaid", reason="repaid")
-            if row["is_expired"]:
+            if row.is_expired:
                 raise Expired("the voucher's validity period is over")
-            if not row["multi_use"] and row["mac"] is not None and row["mac"] != mac:
+            if not row.multi_use and row.mac is not None and row.mac != req.mac:
                 raise VoucherSpent("the voucher is bound to another device", reason="used")
-            first_use = row["first_used_at"] is None
-            used = await conn.fetchrow(Q["mark_voucher_used"], row["id"], mac)
+            used = await conn.fetchrow(Q["mark_voucher_used"], row.id, req.mac)
             assert used is not None  # the row is locked by this transaction
-            if first_use:
+            if row.first_used_at is None:
                 # Only the first use changes the voucher's state; later ones are reconnects.
-                await self._audit(conn, "used", actor_id, client_addr, {"mac": mac}, token_id=row["id"])
-        return voucher(used, code)
+                await self._audit(
+                    conn, "used", req.actor_id, req.client_addr, {"mac": req.mac}, token_id=row.id
+                )
+        return voucher(used, req.code)
 
     # --- repaytokens, deletetokens -------------------------------------------------------------
 
-    async def repay(self, actor_id: int, codes: Sequence[str], client_addr: str | None = None) -> BatchResult:
-        """Annul the actor's vouchers among `codes`; repaying again keeps the first repaid_at."""
-        unique = list(dict.fromkeys(codes))
+    async def repay(self, req: VoucherCodes) -> BatchResult:
+        """Annul the actor's vouchers among the codes; repaying again keeps the first repaid_at."""
+        return await self._batch(req, Q["repay_vouchers"], "repaid")
+
+    async def delete(self, req: VoucherCodes) -> BatchResult:
+        """Soft-delete the actor's vouchers among the codes; a deleted voucher is not found again."""
+        return await self._batch(req, Q["delete_vouchers"], "deleted")
+
+    async def _batch(self, req: VoucherCodes, query: str, event: str) -> BatchResult:
+        unique = list({code: None for code in req.codes})  # once each, in the caller's order
         code_of = {self._hash(code): code for code in unique}
         async with self.pool.acquire() as conn, conn.transaction():
-            owner = await self._owner_scope(conn, actor_id)
-            rows = await conn.fetch(Q["repay_vouchers"], list(code_of), owner)
-            changed = sorted(row["id"] for row in rows if row["changed"])
-            if changed:
-                await self._audit(
-                    conn, "repaid", actor_id, client_addr, {"count": len(changed), "token_ids": changed}
-                )
-        return self._batch_result(unique, code_of, rows)
-
-    async def delete(
-        self, actor_id: int, codes: Sequence[str], client_addr: str | None = None
-    ) -> BatchResult:
-        """Soft-delete the actor's vouchers among `codes`; a deleted voucher is not found again."""
-        unique = list(dict.fromkeys(codes))
-        code_of = {self._hash(code): code for code in unique}
-        async with self.pool.acquire() as conn, conn.transaction():
-            owner = await self._owner_scope(conn, actor_id)
-            rows = await conn.fetch(Q["delete_vouchers"], list(code_of), owner)
-            if rows:
-                ids = sorted(row["id"] for row in rows)
-                await self._audit(
-                    conn, "deleted", actor_id, client_addr, {"count": len(ids), "token_ids": ids}
-                )
-        return self._batch_result(unique, code_of, rows)
-
-    @staticmethod
-    def _batch_result(
-        unique: list[str], code_of: dict[bytes, str], rows: list[asyncpg.Record]
-    ) -> BatchResult:
-        found = {code_of[row["secret_hash"]] for row in rows}
+            owner = await self._owner_scope(conn, req.actor_id)
+            rows = rows_as(_Touched, await conn.fetch(query, list(code_of), owner))
+            # Only what this call changed is audited: a voucher repaid before is found, not repaid.
+            ids = sorted(row.id for row in rows if row.changed)
+            if ids:
+                details: dict[str, JsonValue] = {"count": len(ids), "token_ids": list[JsonValue](ids)}
+                await self._audit(conn, event, req.actor_id, req.client_addr, details)
+        found = {code_of[row.secret_hash] for row in rows}
         return BatchResult(
             done=[code for code in unique if code in found],
             not_found=[code for code in unique if code not in found],

@@ -6,9 +6,6 @@
 -- Times leave as unix_seconds() (migration 0004): an integer decodes far faster than a
 -- timestamptz, and the wire format wants seconds anyway.
 
--- name: actor
-SELECT role, status FROM users WHERE id = $1;
-
 -- name: insert_vouchers
 -- A code that clashes with an existing secret is skipped, not an error: the store draws new codes
 -- for the rows missing from RETURNING, inside the same transaction.

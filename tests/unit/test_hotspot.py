@@ -11,26 +11,30 @@ from typing import Any
 import pytest
 from cryptography.exceptions import InvalidTag
 
-from gateway.dialects.hotspot import (
-    STATUS,
-    HotspotError,
-    format_time,
+from gateway.dialects.hotspot.envelope import positional
+from gateway.dialects.hotspot.errors import STATUS, HotspotError
+from gateway.dialects.hotspot.params import (
     normalise_mac,
     parse_code,
     parse_codes,
     parse_flag,
     parse_int,
     parse_u_id,
-    positional,
-    voucher_object,
 )
+from gateway.dialects.hotspot.vouchers import format_time, voucher_object
 from registry.vouchers import Q as VOUCHER_QUERIES
 from registry.vouchers import new_codes, protect, seal_context
+from shared.contracts.registry.vouchers import Voucher
 from shared.secrets import Sealer, lookup_hash
 
 PEPPER = "unit-test-pepper-0123456789"
 # Digits to Python's str.isdigit, not to the API: only ASCII 0-9 make a code.
 FULLWIDTH_DIGITS = "".join(chr(0xFF10 + int(d)) for d in "1234567890")
+
+
+def as_voucher(fields: dict[str, Any]) -> Voucher:
+    """The registry's voucher as the dialect receives it: its typed reply model."""
+    return Voucher.model_validate({"id": 1, "owner_id": 1, **fields})
 
 
 def refused(call: Any, *args: Any) -> HotspotError:
@@ -172,7 +176,7 @@ def test_voucher_object_speaks_the_documents_names() -> None:
         "external_ref": "room-12",
         "external_ref_numeric": False,
     }
-    assert voucher_object(internal) == {
+    assert voucher_object(as_voucher(internal)) == {
         "token": "1234567890",
         "created_at": "2023-11-14 22:13:20",
         "used_at": "2023-11-14 22:14:20",
@@ -196,10 +200,22 @@ def test_a_u_id_given_as_a_number_goes_out_as_that_number() -> None:
         "multi_use": False,
         "lifetime_s": 0,
     }
-    assert voucher_object({**internal, "external_ref": "123", "external_ref_numeric": True})["u_id"] == 123
-    assert voucher_object({**internal, "external_ref": "-5", "external_ref_numeric": True})["u_id"] == -5
-    assert voucher_object({**internal, "external_ref": "123", "external_ref_numeric": False})["u_id"] == "123"
-    assert voucher_object({**internal, "external_ref": None, "external_ref_numeric": False})["u_id"] is None
+    assert (
+        voucher_object(as_voucher({**internal, "external_ref": "123", "external_ref_numeric": True}))["u_id"]
+        == 123
+    )
+    assert (
+        voucher_object(as_voucher({**internal, "external_ref": "-5", "external_ref_numeric": True}))["u_id"]
+        == -5
+    )
+    assert (
+        voucher_object(as_voucher({**internal, "external_ref": "123", "external_ref_numeric": False}))["u_id"]
+        == "123"
+    )
+    assert (
+        voucher_object(as_voucher({**internal, "external_ref": None, "external_ref_numeric": False}))["u_id"]
+        is None
+    )
 
 
 def test_data_is_keyed_by_position() -> None:
