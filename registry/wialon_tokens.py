@@ -29,7 +29,7 @@ from pydantic import BaseModel, BeforeValidator, JsonValue
 
 from registry.store import acting_user
 from shared.audit import record_audit
-from shared.contracts.registry.accounts import AuditEvent, Role, User
+from shared.contracts.registry.accounts import AuditEvent, User
 from shared.contracts.registry.wialon_tokens import (
     Acting,
     CreateToken,
@@ -91,6 +91,18 @@ def _timestamp(unix: int | None) -> datetime | None:
     return None if unix is None else datetime.fromtimestamp(unix, UTC)
 
 
+def _definition(spec: TokenSpec) -> tuple[object, ...]:
+    """What a token is, as insert_token and update_token both take it (their last six parameters)."""
+    return (
+        spec.app,
+        _timestamp(spec.activates_at),
+        spec.lifetime_s,
+        spec.flags,
+        spec.items,
+        spec.params,
+    )
+
+
 # --- rows ----------------------------------------------------------------------------------------
 
 # A timestamptz column, read as unix seconds.
@@ -122,22 +134,7 @@ class _LoginRow(_TokenRow):
     status: str
     not_yet_active: bool
     ended: bool
-    username: str
-    email: str | None
-    role: Role
-    parent_id: int | None
-    user_status: str
-
-    @property
-    def owner(self) -> User:
-        return User(
-            id=self.owner_id,
-            username=self.username,
-            email=self.email,
-            role=self.role,
-            parent_id=self.parent_id,
-            status=self.user_status,
-        )
+    owner: User
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -220,25 +217,13 @@ class WialonTokens:
         sealed = self._sealer.seal(secret, seal_context(secret_hash))
         async with self.pool.acquire() as conn, conn.transaction():
             owner = await self._authorize(conn, req)
-            if (
-                await cast("Awaitable[int]", conn.fetchval(Q["count_owner_tokens"], owner))
-                >= MAX_TOKENS_PER_USER
-            ):
+            held = await cast("Awaitable[int]", conn.fetchval(Q["count_owner_tokens"], owner))
+            if held >= MAX_TOKENS_PER_USER:
                 raise Conflict(
                     f"the user already has {MAX_TOKENS_PER_USER} tokens, the most allowed; delete one first"
                 )
             inserted = await conn.fetchrow(
-                Q["insert_token"],
-                owner,
-                req.actor_id,
-                secret_hash,
-                sealed,
-                _timestamp(req.activates_at),
-                req.app,
-                req.lifetime_s,
-                req.flags,
-                req.items,
-                req.params,
+                Q["insert_token"], owner, req.actor_id, secret_hash, sealed, *_definition(req)
             )
             assert inserted is not None
             row = row_as(_TokenRow, inserted)
@@ -254,16 +239,7 @@ class WialonTokens:
             token_id = await cast("Awaitable[int | None]", conn.fetchval(Q["lock_token"], secret_hash, owner))
             if token_id is None:
                 raise NotFound("no such token")
-            updated = await conn.fetchrow(
-                Q["update_token"],
-                token_id,
-                req.app,
-                _timestamp(req.activates_at),
-                req.lifetime_s,
-                req.flags,
-                req.items,
-                req.params,
-            )
+            updated = await conn.fetchrow(Q["update_token"], token_id, *_definition(req))
             assert updated is not None
             row = row_as(_TokenRow, updated)
             await self._audit(conn, "updated", req, owner, [token_id], {"flags": req.flags})
@@ -304,7 +280,7 @@ class WialonTokens:
     async def _login(self, req: TokenLogin, row: _LoginRow | None) -> TokenLoggedIn:
         if row is None:
             raise BadCredentials("unknown token")
-        if row.status != "active" or row.user_status != "active":
+        if row.status != "active" or row.owner.status != "active":
             raise Refused("the token or its owner is disabled", reason="disabled")
         if row.not_yet_active:
             raise Refused("the token is not active yet", reason="not_active")
@@ -327,7 +303,7 @@ class WialonTokens:
             self.pool,
             AuditEvent(
                 event=event,
-                subject_id=None if row is None else row.owner_id,
+                subject_id=None if row is None else row.owner.id,
                 token_id=None if row is None else row.id,
                 kind=KIND,
                 client_addr=req.client_addr,

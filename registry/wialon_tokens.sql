@@ -27,11 +27,12 @@ SELECT count(*) FROM tokens t JOIN owner ON t.owner_id = owner.id
 WHERE t.kind = 'wialon';
 
 -- name: insert_token
--- $5 NULL: activate now (whole seconds, so `at` equals `ct`); $7 0: no end.
-WITH v AS (SELECT coalesce($5::timestamptz, date_trunc('second', now())) AS activates_at)
+-- $6 NULL: activate now (whole seconds, so `at` equals `ct`); $7 0: no end. $5 to $10 are in
+-- update_token's order.
+WITH v AS (SELECT coalesce($6::timestamptz, date_trunc('second', now())) AS activates_at)
 INSERT INTO tokens AS t (kind, owner_id, creator_id, secret_hash, sealed_secret, name, activates_at,
                          expires_at, lifetime_s, flags, items, params)
-SELECT 'wialon', $1::bigint, $2::bigint, $3::bytea, $4::bytea, $6::text, v.activates_at,
+SELECT 'wialon', $1::bigint, $2::bigint, $3::bytea, $4::bytea, $5::text, v.activates_at,
        CASE WHEN $7::int > 0 THEN v.activates_at + make_interval(secs => $7::int) END,
        $7::int, $8::bigint, $9::bigint[], $10::jsonb
 FROM v
@@ -44,6 +45,7 @@ WHERE kind = 'wialon' AND secret_hash = $1 AND owner_id = $2
 FOR UPDATE;
 
 -- name: update_token
+-- $2 to $7: what the token is, in insert_token's order.
 WITH v AS (SELECT coalesce($3::timestamptz, date_trunc('second', now())) AS activates_at)
 UPDATE tokens t SET
     name = $2,
@@ -76,7 +78,8 @@ ORDER BY t.id;
 SELECT t.*,
        t.activates_at > now() AS not_yet_active,
        coalesce(t.expired OR t.expires_at <= now(), false) AS ended,
-       u.username, u.email, u.role, u.parent_id, u.status AS user_status
+       jsonb_build_object('id', u.id, 'username', u.username, 'email', u.email, 'role', u.role,
+                          'parent_id', u.parent_id, 'status', u.status) AS owner
 FROM tokens t JOIN users u ON u.id = t.owner_id
 WHERE t.secret_hash = $1 AND t.kind = 'wialon';
 

@@ -46,20 +46,11 @@ from gateway.dialects.wialon.errors import (
     saying,
 )
 from gateway.keys import backends_key
+from shared import errors as domain
 from shared.contracts.issuer import IssuerClient
 from shared.contracts.registry import RegistryClient
 from shared.contracts.registry.accounts import User
-from shared.errors import (
-    BadCredentials,
-    Conflict,
-    Expired,
-    Forbidden,
-    InvalidInput,
-    NotFound,
-    Throttled,
-    TokenHubError,
-    Unavailable,
-)
+from shared.errors import TokenHubError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +68,7 @@ FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-dat
 
 
 def _throttled(exc: TokenHubError) -> WialonError:
-    wait = exc.retry_after if isinstance(exc, Throttled) and exc.retry_after > 0 else 1
+    wait = exc.retry_after if isinstance(exc, domain.Throttled) and exc.retry_after > 0 else 1
     return WialonError(TOO_MANY_REQUESTS, f"too many failed logins, try again in {wait} s")
 
 
@@ -93,19 +84,19 @@ def _denied(exc: TokenHubError) -> WialonError:
 # What a service's domain error is in Wialon's numbers, unless the service says it otherwise; any
 # other is a 6 (and a line in the log).
 ERRORS: ErrorTable[WialonError] = {
-    Unavailable: lambda exc: WialonError(UNKNOWN_ERROR, UNAVAILABLE),
-    Throttled: _throttled,
-    InvalidInput: _refused_value,
-    Conflict: _refused_value,
-    Forbidden: _denied,
-    NotFound: _denied,
-    Expired: _denied,
-    BadCredentials: _denied,
+    domain.Unavailable: lambda exc: WialonError(UNKNOWN_ERROR, UNAVAILABLE),
+    domain.Throttled: _throttled,
+    domain.InvalidInput: _refused_value,
+    domain.Conflict: _refused_value,
+    domain.Forbidden: _denied,
+    domain.NotFound: _denied,
+    domain.Expired: _denied,
+    domain.BadCredentials: _denied,
 }
 # A session the issuer does not know (or an id it refuses to look up) is no session.
 _NO_SESSION: ErrorTable[WialonError] = {
-    NotFound: lambda exc: WialonError(INVALID_SESSION),
-    InvalidInput: lambda exc: WialonError(INVALID_SESSION),
+    domain.NotFound: lambda exc: WialonError(INVALID_SESSION),
+    domain.InvalidInput: lambda exc: WialonError(INVALID_SESSION),
 }
 
 
@@ -160,11 +151,13 @@ class Context:
         try:
             return await run(self, params)
         except ValidationError as exc:
-            # A request the contract refuses that the dialect's checks let through: what the
-            # service would have answered, had it been sent.
-            raise WialonError(INVALID_INPUT, InvalidInput.from_validation(exc).message) from exc
+            # A request the contract refuses that the dialect's checks let through (their gap, so
+            # logged): answered as the service would have, had it been sent.
+            refused = domain.InvalidInput.from_validation(exc)
+            log.warning("%s built a request off contract: %s", svc, "; ".join(refused.problems))
+            raise WialonError(INVALID_INPUT, refused.message) from exc
         except TokenHubError as exc:
-            if isinstance(exc, Unavailable):
+            if isinstance(exc, domain.Unavailable):
                 log.warning("backend unavailable during %s: %s", svc, exc.message)
             said = translate(exc, ERRORS)
             if said is None:
@@ -222,7 +215,7 @@ class Envelope:
             result = {"tm": int(time.time()), "events": []}
         except WialonError as exc:
             result = exc.body()
-        except Unavailable:
+        except domain.Unavailable:
             result = {"error": UNKNOWN_ERROR, "reason": UNAVAILABLE}
         except Exception:
             log.exception("unhandled error in the Wialon event poll")
