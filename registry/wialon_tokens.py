@@ -1,4 +1,5 @@
-"""Wialon tokens (kind 'wialon', DESIGN §2.2, issue 4) in TokenHub's own vocabulary.
+"""Wialon tokens (kind 'wialon', DESIGN §2.2, issue 4) in TokenHub's own vocabulary; the requests and
+replies are the contract's (shared/contracts/registry/wialon_tokens.py).
 
 A token's secret is 72 characters: 32 lowercase hex then 40 uppercase hex, from `secrets` (288 bits).
 Like every secret it is kept twice (DESIGN §4): its peppered HMAC, by which it is found, and an
@@ -18,19 +19,31 @@ Flags are an opaque bit mask here, -1 meaning "everything"; which bits exist is 
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, cast
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, JsonValue
 
-from registry.store import User
+from registry.store import acting_user
 from shared.audit import record_audit
-from shared.contracts.registry.accounts import AuditEvent
+from shared.contracts.registry.accounts import AuditEvent, User
+from shared.contracts.registry.wialon_tokens import (
+    Acting,
+    CreateToken,
+    DeleteTokens,
+    ListTokens,
+    Params,
+    TokenLoggedIn,
+    TokenLogin,
+    TokenSpec,
+    UpdateToken,
+    WialonToken,
+)
 from shared.errors import BadCredentials, Conflict, Expired, Forbidden, NotFound, Refused
-from shared.limits import too_deep
-from shared.postgres import Connection
+from shared.postgres import Connection, row_as, rows_as
 from shared.secrets import Sealer, lookup_hash
 from shared.sqlfile import load_queries
 
@@ -42,20 +55,7 @@ KIND = "wialon"
 MAX_TOKENS_PER_USER = 100
 SECRET_LENGTH = 72
 _SEAL_CONTEXT = b"tokenhub:wialon:"
-
-Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
-# Unix seconds: Wialon's times are unsigned 32-bit.
-UnixTime = Annotated[int, Field(ge=0, le=2**32 - 1)]
-# lifetime_s is an integer column.
-Lifetime = Annotated[int, Field(ge=0, le=2**31 - 1)]
-# -1: every right there is; otherwise a bit mask that fits Wialon's unsigned 32 bits.
-Flags = Annotated[int, Field(ge=-1, le=2**32 - 1)]
-ItemId = Annotated[int, Field(ge=0, le=2**63 - 1)]
-# Longer than any secret TokenHub issues, short enough that nobody posts megabytes to be hashed.
-Secret = Annotated[str, Field(min_length=1, max_length=256)]
-Params = dict[str, Any] | list[dict[str, Any]]
-# Deeper than any JSON encoder on the way out writes (orjson: 255); the dialect allows 64.
-MAX_PARAMS_DEPTH = 128
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def new_secret() -> str:
@@ -74,78 +74,70 @@ def within(flags: int, limit: int) -> bool:
     return flags != -1 and flags & ~limit == 0
 
 
-# --- requests ------------------------------------------------------------------------------------
+def unix_seconds(moment: datetime) -> int:
+    """Whole seconds since the epoch, rounded down (as Wialon counts them)."""
+    return (moment - _EPOCH) // timedelta(seconds=1)
 
 
-class _Body(BaseModel):
-    # Strict: the gateway sends real JSON types; a string where a number belongs is a bug there.
-    model_config = ConfigDict(extra="forbid", strict=True)
+def _as_unix_seconds(value: object) -> object:
+    return unix_seconds(value) if isinstance(value, datetime) else value
 
 
-class _Acting(_Body):
-    actor_id: Id
-    # Whose tokens: the actor's own when absent, else a user below the actor.
-    owner_id: Id | None = None
-    client_addr: Annotated[str, Field(max_length=64)] | None = None
-
-    @property
-    def owner(self) -> int:
-        return self.owner_id if self.owner_id is not None else self.actor_id
-
-
-class TokenSpec(_Acting):
-    # The flags of the session the actor acts in: the new flags may not exceed them.
-    actor_flags: Flags
-    app: Annotated[str, Field(min_length=1, max_length=255)]
-    activates_at: UnixTime | None = None  # None: now
-    lifetime_s: Lifetime = 0  # 0: no end
-    flags: Flags
-    items: Annotated[list[ItemId], Field(max_length=10_000)] = Field(default_factory=list)
-    params: Params = Field(default_factory=dict)
-
-    @field_validator("params")
-    @classmethod
-    def _not_too_deep(cls, value: Params) -> Params:
-        if too_deep(value, MAX_PARAMS_DEPTH):
-            raise ValueError(f"params nest deeper than {MAX_PARAMS_DEPTH} levels")
-        return value
-
-
-class CreateRequest(TokenSpec):
-    pass
-
-
-class UpdateRequest(TokenSpec):
-    secret: Secret
-
-
-class DeleteRequest(_Acting):
-    secret: Secret | None = None
-    all: bool = False  # every token of the owner
-
-    @model_validator(mode="after")
-    def _one_target(self) -> DeleteRequest:
-        if (self.secret is None) == (not self.all):
-            raise ValueError("give either secret or all=true")
-        return self
-
-
-class ListRequest(_Acting):
-    pass
-
-
-class AuthenticateRequest(_Body):
-    secret: Secret
-    # The name of a user below the token's owner to act as (Wialon's operateAs).
-    operate_as: Annotated[str, Field(min_length=1, max_length=100)] | None = None
-    client_addr: Annotated[str, Field(max_length=64)] | None = None
-
-
-# --- the store -----------------------------------------------------------------------------------
+def _none_as_empty(value: object) -> object:
+    return [] if value is None else value
 
 
 def _timestamp(unix: int | None) -> datetime | None:
     return None if unix is None else datetime.fromtimestamp(unix, UTC)
+
+
+def _definition(spec: TokenSpec) -> tuple[object, ...]:
+    """What a token is, as insert_token and update_token both take it (their last six parameters)."""
+    return (
+        spec.app,
+        _timestamp(spec.activates_at),
+        spec.lifetime_s,
+        spec.flags,
+        spec.items,
+        spec.params,
+    )
+
+
+# --- rows ----------------------------------------------------------------------------------------
+
+# A timestamptz column, read as unix seconds.
+UnixSeconds = Annotated[int, BeforeValidator(_as_unix_seconds)]
+
+
+class _TokenRow(BaseModel):
+    """The columns of a Wialon token the registry reads (every query reads the whole row)."""
+
+    id: int
+    owner_id: int
+    creator_id: int | None
+    secret_hash: bytes
+    sealed_secret: bytes
+    name: str
+    created_at: UnixSeconds
+    activates_at: UnixSeconds
+    lifetime_s: int
+    expires_at: UnixSeconds | None
+    flags: int
+    items: Annotated[list[int], BeforeValidator(_none_as_empty)]
+    params: Params
+    last_used_at: UnixSeconds | None
+
+
+class _LoginRow(_TokenRow):
+    """A token with its owner, and whether it can log in now."""
+
+    status: str
+    not_yet_active: bool
+    ended: bool
+    owner: User
+
+
+# --- the store -----------------------------------------------------------------------------------
 
 
 class WialonTokens:
@@ -154,189 +146,176 @@ class WialonTokens:
         self._pepper = pepper
         self._sealer = sealer
 
-    def _to_wire(self, row: asyncpg.Record, secret: str | None = None) -> dict[str, Any]:
+    def _token(
+        self, row: _TokenRow, secret: str | None = None, last_used_at: int | None = None
+    ) -> WialonToken:
+        """The token as the contract shows it: `secret` when the caller has it (else unsealed),
+        `last_used_at` when it was just set (else the row's)."""
         if secret is None:
-            secret = self._sealer.unseal(row["sealed_secret"], seal_context(row["secret_hash"]))
-        return {
-            "id": row["id"],
-            "owner_id": row["owner_id"],
-            "creator_id": row["creator_id"],
-            "secret": secret,
-            "app": row["name"],
-            "created_at": row["created_at"],
-            "activates_at": row["activates_at"],
-            "lifetime_s": row["lifetime_s"],
-            "expires_at": row["expires_at"],
-            "flags": row["flags"],
-            "items": list(row["items"] or []),
-            "params": row["params"],
-            "last_used_at": row["last_used_at"],
-        }
+            secret = self._sealer.unseal(row.sealed_secret, seal_context(row.secret_hash))
+        return WialonToken(
+            id=row.id,
+            owner_id=row.owner_id,
+            creator_id=row.creator_id,
+            secret=secret,
+            app=row.name,
+            created_at=row.created_at,
+            activates_at=row.activates_at,
+            lifetime_s=row.lifetime_s,
+            expires_at=row.expires_at,
+            flags=row.flags,
+            items=row.items,
+            params=row.params,
+            last_used_at=row.last_used_at if last_used_at is None else last_used_at,
+        )
 
-    async def _authorize(self, conn: Connection, req: _Acting) -> int:
+    async def _authorize(self, conn: Connection, req: Acting) -> int:
         """The owner whose tokens the actor reaches with this request; refuse everything else."""
-        actor = await conn.fetchrow(Q["actor"], req.actor_id)
-        if actor is None or actor["status"] != "active":
+        actor = await acting_user(conn, req.actor_id)
+        if actor is None or actor.status != "active":
             raise Refused("unknown or disabled actor", reason="actor")
-        if actor["role"] == "guest":
+        if actor.role == "guest":
             raise Refused("guests manage no tokens", reason="role")
         owner = req.owner
-        if owner != req.actor_id and not await conn.fetchval(Q["manages"], req.actor_id, owner):
+        if owner != req.actor_id and not await self._manages(conn, req.actor_id, owner):
             # An unknown user and someone else's user look the same from here.
             raise Refused("the user is not below the actor", reason="owner")
         return owner
+
+    @staticmethod
+    async def _manages(db: Connection | asyncpg.Pool, boss: int, user_id: int) -> bool:
+        return await cast("Awaitable[bool]", db.fetchval(Q["manages"], boss, user_id))
 
     @staticmethod
     def _check_flags(req: TokenSpec) -> None:
         if not within(req.flags, req.actor_flags):
             raise Refused("the token's flags exceed the actor's own", reason="flags")
 
+    @staticmethod
     async def _audit(
-        self,
         conn: Connection,
         event: str,
-        req: _Acting,
+        req: Acting,
         owner: int,
         token_ids: list[int],
-        details: dict[str, Any],
+        details: dict[str, JsonValue],
     ) -> None:
         audited = AuditEvent(
             event=event,
             actor_id=req.actor_id,
             subject_id=owner,
-            kind="wialon",
+            kind=KIND,
             client_addr=req.client_addr,
             details=details,
         )
         await record_audit(conn, audited, token_ids=token_ids)
 
-    async def create(self, req: CreateRequest) -> dict[str, Any]:
+    async def create(self, req: CreateToken) -> WialonToken:
         self._check_flags(req)
         secret = new_secret()
         secret_hash = lookup_hash(secret, self._pepper)
         sealed = self._sealer.seal(secret, seal_context(secret_hash))
         async with self.pool.acquire() as conn, conn.transaction():
             owner = await self._authorize(conn, req)
-            if await conn.fetchval(Q["count_owner_tokens"], owner) >= MAX_TOKENS_PER_USER:
+            held = await cast("Awaitable[int]", conn.fetchval(Q["count_owner_tokens"], owner))
+            if held >= MAX_TOKENS_PER_USER:
                 raise Conflict(
                     f"the user already has {MAX_TOKENS_PER_USER} tokens, the most allowed; delete one first"
                 )
-            row = await conn.fetchrow(
-                Q["insert_token"],
-                owner,
-                req.actor_id,
-                secret_hash,
-                sealed,
-                _timestamp(req.activates_at),
-                req.app,
-                req.lifetime_s,
-                req.flags,
-                req.items,
-                req.params,
+            inserted = await conn.fetchrow(
+                Q["insert_token"], owner, req.actor_id, secret_hash, sealed, *_definition(req)
             )
-            assert row is not None
-            await self._audit(conn, "created", req, owner, [row["id"]], {"flags": req.flags})
-        return self._to_wire(row, secret)
+            assert inserted is not None
+            row = row_as(_TokenRow, inserted)
+            await self._audit(conn, "created", req, owner, [row.id], {"flags": req.flags})
+        return self._token(row, secret)
 
-    async def update(self, req: UpdateRequest) -> dict[str, Any]:
+    async def update(self, req: UpdateToken) -> WialonToken:
         """Replace everything but the secret, the owner and the creation time."""
         self._check_flags(req)
         secret_hash = lookup_hash(req.secret, self._pepper)
         async with self.pool.acquire() as conn, conn.transaction():
             owner = await self._authorize(conn, req)
-            token_id = await conn.fetchval(Q["lock_token"], secret_hash, owner)
+            token_id = await cast("Awaitable[int | None]", conn.fetchval(Q["lock_token"], secret_hash, owner))
             if token_id is None:
                 raise NotFound("no such token")
-            row = await conn.fetchrow(
-                Q["update_token"],
-                token_id,
-                req.app,
-                _timestamp(req.activates_at),
-                req.lifetime_s,
-                req.flags,
-                req.items,
-                req.params,
-            )
-            assert row is not None
+            updated = await conn.fetchrow(Q["update_token"], token_id, *_definition(req))
+            assert updated is not None
+            row = row_as(_TokenRow, updated)
             await self._audit(conn, "updated", req, owner, [token_id], {"flags": req.flags})
-        return self._to_wire(row, req.secret)
+        return self._token(row, req.secret)
 
-    async def delete(self, req: DeleteRequest) -> list[dict[str, Any]]:
+    async def delete(self, req: DeleteTokens) -> list[WialonToken]:
         """The tokens deleted (none when `all` finds nothing; NotFound for an unknown secret)."""
+        secret_hash = None if req.secret is None else lookup_hash(req.secret, self._pepper)
         async with self.pool.acquire() as conn, conn.transaction():
             owner = await self._authorize(conn, req)
-            if req.secret is not None:
-                rows = await conn.fetch(Q["delete_token"], lookup_hash(req.secret, self._pepper), owner)
-                if not rows:
-                    raise NotFound("no such token")
-            else:
-                rows = await conn.fetch(Q["delete_all_tokens"], owner)
-            await self._audit(conn, "deleted", req, owner, [row["id"] for row in rows], {"all": req.all})
-        return [self._to_wire(row) for row in rows]
+            rows = rows_as(_TokenRow, await conn.fetch(Q["delete_tokens"], secret_hash, owner))
+            if secret_hash is not None and not rows:
+                raise NotFound("no such token")
+            await self._audit(conn, "deleted", req, owner, [row.id for row in rows], {"all": req.all})
+        return [self._token(row) for row in rows]
 
-    async def list_tokens(self, req: ListRequest) -> list[dict[str, Any]]:
+    async def list_tokens(self, req: ListTokens) -> list[WialonToken]:
         async with self.pool.acquire() as conn:
             owner = await self._authorize(conn, req)
-            rows = await conn.fetch(Q["list_tokens"], owner)
-        return [self._to_wire(row) for row in rows]
+            rows = rows_as(_TokenRow, await conn.fetch(Q["list_tokens"], owner))
+        return [self._token(row) for row in rows]
 
-    async def authenticate(self, req: AuthenticateRequest) -> tuple[User, dict[str, Any]]:
+    async def authenticate(self, req: TokenLogin) -> TokenLoggedIn:
         """Who logs in with this secret (the owner, or the sub-user it operates as), and the token.
         Records the login (Wialon's `ll`, and login_succeeded or login_failed in the audit log).
         BadCredentials: no such token; Forbidden: disabled owner or token, not active yet, or an
         operate_as that is not below the owner; Expired: ended."""
-        row = await self.pool.fetchrow(Q["token_for_login"], lookup_hash(req.secret, self._pepper))
+        found = await self.pool.fetchrow(Q["token_for_login"], lookup_hash(req.secret, self._pepper))
+        row = None if found is None else row_as(_LoginRow, found)
         try:
-            user, token = await self._login(req, row)
+            logged_in = await self._login(req, row)
         except (BadCredentials, Forbidden, Expired) as exc:
             await self._audit_login(req, row, "login_failed", {"reason": exc.code, "why": exc.message})
             raise
-        await self._audit_login(req, row, "login_succeeded", {"as": user.id})
-        return user, token
+        await self._audit_login(req, row, "login_succeeded", {"as": logged_in.user.id})
+        return logged_in
 
-    async def _login(
-        self, req: AuthenticateRequest, row: asyncpg.Record | None
-    ) -> tuple[User, dict[str, Any]]:
+    async def _login(self, req: TokenLogin, row: _LoginRow | None) -> TokenLoggedIn:
         if row is None:
             raise BadCredentials("unknown token")
-        if row["status"] != "active" or row["user_status"] != "active":
+        if row.status != "active" or row.owner.status != "active":
             raise Refused("the token or its owner is disabled", reason="disabled")
-        if row["not_yet_active"]:
+        if row.not_yet_active:
             raise Refused("the token is not active yet", reason="not_active")
-        if row["ended"]:
+        if row.ended:
             raise Expired("the token has expired")
-        user = User(
-            row["user_id"], row["username"], row["email"], row["role"], row["parent_id"], row["user_status"]
-        )
+        user = row.owner
         if req.operate_as is not None and req.operate_as != user.username:
             user = await self._sub_user(user, req.operate_as)
-        last_used_at = await self.pool.fetchval(Q["record_login"], row["id"])
+        last_used_at = await cast("Awaitable[datetime | None]", self.pool.fetchval(Q["record_login"], row.id))
         if last_used_at is None:
             raise BadCredentials("unknown token")  # deleted between the two statements
-        token = self._to_wire(row, req.secret)
-        token["last_used_at"] = last_used_at
-        return user, token
+        token = self._token(row, req.secret, last_used_at=unix_seconds(last_used_at))
+        return TokenLoggedIn(user=user, token=token)
 
     async def _audit_login(
-        self, req: AuthenticateRequest, row: asyncpg.Record | None, event: str, details: dict[str, Any]
+        self, req: TokenLogin, row: _LoginRow | None, event: str, details: dict[str, JsonValue]
     ) -> None:
+        said: dict[str, JsonValue] = {"realm": KIND, "method": "token", **details}
         await record_audit(
             self.pool,
             AuditEvent(
                 event=event,
-                subject_id=None if row is None else row["user_id"],
-                token_id=None if row is None else row["id"],
+                subject_id=None if row is None else row.owner.id,
+                token_id=None if row is None else row.id,
                 kind=KIND,
                 client_addr=req.client_addr,
-                details={"realm": KIND, "method": "token", **details},
+                details=said,
             ),
         )
 
     async def _sub_user(self, owner: User, name: str) -> User:
-        row = await self.pool.fetchrow(Q["user_by_name"], name)
-        if row is None or not await self.pool.fetchval(Q["manages"], owner.id, row["id"]):
+        found = await self.pool.fetchrow(Q["user_by_name"], name)
+        user = None if found is None else row_as(User, found)
+        if user is None or not await self._manages(self.pool, owner.id, user.id):
             raise Refused("no such user below the token's owner", reason="operate_as")
-        user = User.from_row(row)
         if user.status != "active":
             raise Refused("the account is disabled", reason="disabled")
         return user

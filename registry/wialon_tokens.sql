@@ -1,9 +1,9 @@
 -- Wialon tokens (kind 'wialon', DESIGN §2.2): app, activation, lifetime, access flags, items, params,
--- last login. Loaded once by registry/wialon_tokens.py. Times go out as unix seconds; every
--- parameter is a $n, nothing here is ever assembled from request text.
-
--- name: actor
-SELECT id, role, status FROM users WHERE id = $1;
+-- last login. Loaded once by registry/wialon_tokens.py. Every parameter is a $n, nothing here is
+-- ever assembled from request text.
+--
+-- A token is read whole (`t.*`), every time: which of its columns the registry shows, and as what
+-- (times as unix seconds), is said once, by the row model in registry/wialon_tokens.py.
 
 -- name: manages
 -- Whether user $1 is user $2 or above it in the parent chain. Walks up from $2: one row per level,
@@ -27,21 +27,16 @@ SELECT count(*) FROM tokens t JOIN owner ON t.owner_id = owner.id
 WHERE t.kind = 'wialon';
 
 -- name: insert_token
--- $5 NULL: activate now (whole seconds, so `at` equals `ct`); $7 0: no end.
-WITH v AS (SELECT coalesce($5::timestamptz, date_trunc('second', now())) AS activates_at)
-INSERT INTO tokens (kind, owner_id, creator_id, secret_hash, sealed_secret, name, activates_at,
-                    expires_at, lifetime_s, flags, items, params)
-SELECT 'wialon', $1::bigint, $2::bigint, $3::bytea, $4::bytea, $6::text, v.activates_at,
+-- $6 NULL: activate now (whole seconds, so `at` equals `ct`); $7 0: no end. $5 to $10 are in
+-- update_token's order.
+WITH v AS (SELECT coalesce($6::timestamptz, date_trunc('second', now())) AS activates_at)
+INSERT INTO tokens AS t (kind, owner_id, creator_id, secret_hash, sealed_secret, name, activates_at,
+                         expires_at, lifetime_s, flags, items, params)
+SELECT 'wialon', $1::bigint, $2::bigint, $3::bytea, $4::bytea, $5::text, v.activates_at,
        CASE WHEN $7::int > 0 THEN v.activates_at + make_interval(secs => $7::int) END,
        $7::int, $8::bigint, $9::bigint[], $10::jsonb
 FROM v
-RETURNING id, owner_id, creator_id, secret_hash, sealed_secret, name,
-          unix_seconds(created_at) AS created_at,
-          unix_seconds(activates_at) AS activates_at,
-          lifetime_s,
-          unix_seconds(expires_at) AS expires_at,
-          flags, items, params,
-          unix_seconds(last_used_at) AS last_used_at;
+RETURNING t.*;
 
 -- name: lock_token
 -- The token to change, locked: a concurrent update or delete of it waits for this transaction.
@@ -50,6 +45,7 @@ WHERE kind = 'wialon' AND secret_hash = $1 AND owner_id = $2
 FOR UPDATE;
 
 -- name: update_token
+-- $2 to $7: what the token is, in insert_token's order.
 WITH v AS (SELECT coalesce($3::timestamptz, date_trunc('second', now())) AS activates_at)
 UPDATE tokens t SET
     name = $2,
@@ -63,62 +59,27 @@ UPDATE tokens t SET
     params = $7::jsonb
 FROM v
 WHERE t.id = $1
-RETURNING t.id, t.owner_id, t.creator_id, t.secret_hash, t.sealed_secret, t.name,
-          unix_seconds(t.created_at) AS created_at,
-          unix_seconds(t.activates_at) AS activates_at,
-          t.lifetime_s,
-          unix_seconds(t.expires_at) AS expires_at,
-          t.flags, t.items, t.params,
-          unix_seconds(t.last_used_at) AS last_used_at;
+RETURNING t.*;
 
--- name: delete_token
-DELETE FROM tokens
-WHERE kind = 'wialon' AND secret_hash = $1 AND owner_id = $2
-RETURNING id, owner_id, creator_id, secret_hash, sealed_secret, name,
-          unix_seconds(created_at) AS created_at,
-          unix_seconds(activates_at) AS activates_at,
-          lifetime_s,
-          unix_seconds(expires_at) AS expires_at,
-          flags, items, params,
-          unix_seconds(last_used_at) AS last_used_at;
-
--- name: delete_all_tokens
-DELETE FROM tokens
-WHERE kind = 'wialon' AND owner_id = $1
-RETURNING id, owner_id, creator_id, secret_hash, sealed_secret, name,
-          unix_seconds(created_at) AS created_at,
-          unix_seconds(activates_at) AS activates_at,
-          lifetime_s,
-          unix_seconds(expires_at) AS expires_at,
-          flags, items, params,
-          unix_seconds(last_used_at) AS last_used_at;
+-- name: delete_tokens
+-- The owner's token with secret hash $1, or every one of the owner's tokens when $1 is NULL.
+DELETE FROM tokens t
+WHERE t.kind = 'wialon' AND t.owner_id = $2 AND ($1::bytea IS NULL OR t.secret_hash = $1)
+RETURNING t.*;
 
 -- name: list_tokens
 -- A user's tokens in creation order (tokens_owner_kind_idx).
-SELECT id, owner_id, creator_id, secret_hash, sealed_secret, name,
-       unix_seconds(created_at) AS created_at,
-       unix_seconds(activates_at) AS activates_at,
-       lifetime_s,
-       unix_seconds(expires_at) AS expires_at,
-       flags, items, params,
-       unix_seconds(last_used_at) AS last_used_at
-FROM tokens
-WHERE kind = 'wialon' AND owner_id = $1
-ORDER BY id;
+SELECT t.* FROM tokens t
+WHERE t.kind = 'wialon' AND t.owner_id = $1
+ORDER BY t.id;
 
 -- name: token_for_login
 -- The token behind a secret, with its owner, and why it could not be used now (if it cannot).
-SELECT t.id, t.owner_id, t.creator_id, t.secret_hash, t.sealed_secret, t.name,
-       unix_seconds(t.created_at) AS created_at,
-       unix_seconds(t.activates_at) AS activates_at,
-       t.lifetime_s,
-       unix_seconds(t.expires_at) AS expires_at,
-       t.flags, t.items, t.params,
-       unix_seconds(t.last_used_at) AS last_used_at,
-       t.status,
+SELECT t.*,
        t.activates_at > now() AS not_yet_active,
-       (t.expired OR t.expires_at <= now()) AS ended,
-       u.id AS user_id, u.username, u.email, u.role, u.parent_id, u.status AS user_status
+       coalesce(t.expired OR t.expires_at <= now(), false) AS ended,
+       jsonb_build_object('id', u.id, 'username', u.username, 'email', u.email, 'role', u.role,
+                          'parent_id', u.parent_id, 'status', u.status) AS owner
 FROM tokens t JOIN users u ON u.id = t.owner_id
 WHERE t.secret_hash = $1 AND t.kind = 'wialon';
 
@@ -126,5 +87,4 @@ WHERE t.secret_hash = $1 AND t.kind = 'wialon';
 -- Wialon's `ll`: the time of the last login with the token. Nothing if it was deleted meanwhile.
 UPDATE tokens SET last_used_at = now()
 WHERE id = $1
-RETURNING unix_seconds(last_used_at) AS last_used_at;
-
+RETURNING last_used_at;

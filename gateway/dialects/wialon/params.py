@@ -4,11 +4,14 @@ failure is error 4 (invalid input) with a reason naming the parameter."""
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import orjson
+from pydantic import JsonValue
+from typing_extensions import TypeIs
 
+from gateway.dialects.common import JsonObject, UnreadableBody, decode_json
 from gateway.dialects.wialon.errors import invalid
+from shared.contracts.registry.wialon_tokens import Params
 from shared.limits import too_deep
 
 # Wialon's access flags of a token (the reference's table, plus 0x4000 of the newer one).
@@ -49,17 +52,17 @@ TOKEN_LENGTH = 72
 _DIGITS = re.compile(r"[0-9]{1,19}")
 
 
-def decode(raw: str | None) -> Any:
+def decode(raw: str | None) -> JsonValue:
     """The `params` form field: a JSON text. Absent or empty is the empty object."""
     if raw is None or raw == "":
         return {}
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return decode_json(raw)
+    except UnreadableBody as exc:
         raise invalid('"params" is not valid JSON') from exc
 
 
-def as_object(params: Any) -> dict[str, Any]:
+def as_object(params: JsonValue) -> JsonObject:
     # python-wialon sends `[]` for a call without arguments (its README's `core_logout()`).
     if params == []:
         return {}
@@ -68,11 +71,11 @@ def as_object(params: Any) -> dict[str, Any]:
     return params
 
 
-def is_integer(value: Any) -> bool:
+def is_integer(value: JsonValue) -> TypeIs[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def optional_text(params: dict[str, Any], name: str, max_length: int) -> str | None:
+def optional_text(params: JsonObject, name: str, max_length: int) -> str | None:
     value = params.get(name)
     if value is None:
         return None
@@ -83,28 +86,30 @@ def optional_text(params: dict[str, Any], name: str, max_length: int) -> str | N
     return value
 
 
-def text(params: dict[str, Any], name: str, max_length: int) -> str:
+def text(params: JsonObject, name: str, max_length: int) -> str:
     value = optional_text(params, name, max_length)
     if value is None:
         raise invalid(f'"{name}" is required')
     return value
 
 
-def uint(
-    params: dict[str, Any], name: str, maximum: int = UINT32_MAX, *, required: bool = True
-) -> int | None:
+def optional_uint(params: JsonObject, name: str, maximum: int = UINT32_MAX) -> int | None:
     value = params.get(name)
     if value is None:
-        if required:
-            raise invalid(f'"{name}" is required')
         return None
     if not is_integer(value) or not 0 <= value <= maximum:
         raise invalid(f'"{name}" must be a whole number from 0 to {maximum}')
-    result: int = value
-    return result
+    return value
 
 
-def user_id(params: dict[str, Any]) -> int | None:
+def uint(params: JsonObject, name: str, maximum: int = UINT32_MAX) -> int:
+    value = optional_uint(params, name, maximum)
+    if value is None:
+        raise invalid(f'"{name}" is required')
+    return value
+
+
+def user_id(params: JsonObject) -> int | None:
     """`userId`: typed <text> by the reference, so a decimal string or a number."""
     value = params.get("userId")
     if value is None:
@@ -113,11 +118,10 @@ def user_id(params: dict[str, Any]) -> int | None:
         value = int(value)
     if not is_integer(value) or not 1 <= value <= ID_MAX:
         raise invalid('"userId" must be a user id')
-    result: int = value
-    return result
+    return value
 
 
-def token(params: dict[str, Any], name: str) -> str:
+def token(params: JsonObject, name: str) -> str:
     """A 72-character token (`h`, `token`). Non-hexadecimal text of the right length is no token
     either, but that is for the caller to report like any unknown token."""
     value = text(params, name, TOKEN_LENGTH * 4)
@@ -126,7 +130,7 @@ def token(params: dict[str, Any], name: str) -> str:
     return value
 
 
-def access_flags(params: dict[str, Any]) -> int:
+def access_flags(params: JsonObject) -> int:
     """`fl`: -1 (or 0xFFFFFFFF) for unlimited, else a combination of the documented flags."""
     value = params.get("fl")
     if value is None:
@@ -137,23 +141,22 @@ def access_flags(params: dict[str, Any]) -> int:
         return UNLIMITED
     if value < 0 or value & ~KNOWN_FLAGS:
         raise invalid('"fl" must be -1 or a combination of the access flags 0x100 to 0x4000')
-    result: int = value
-    return result
+    return value
 
 
-def custom_params(params: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any]]:
+def custom_params(params: JsonObject) -> Params:
     """`p`: a JSON string of an object or of an array of objects. The decoded value is accepted
     too (a client that forgot to encode it means the same thing)."""
     value = params.get("p")
     if value is None:
         raise invalid('"p" is required')
     given_as_text = isinstance(value, str)
-    if given_as_text:
+    if isinstance(value, str):
         if len(value) > MAX_CUSTOM_PARAMS:
             raise invalid(f'"p" is longer than {MAX_CUSTOM_PARAMS} characters')
         try:
-            value = orjson.loads(value)
-        except orjson.JSONDecodeError as exc:
+            value = decode_json(value)
+        except UnreadableBody as exc:
             raise invalid('"p" is not valid JSON') from exc
     # Before anything encodes it again (to measure it, to store it).
     if too_deep(value, MAX_CUSTOM_PARAMS_DEPTH):
@@ -162,26 +165,26 @@ def custom_params(params: dict[str, Any]) -> dict[str, Any] | list[dict[str, Any
         raise invalid(f'"p" is longer than {MAX_CUSTOM_PARAMS} characters')
     if isinstance(value, dict):
         return value
-    if isinstance(value, list) and all(isinstance(entry, dict) for entry in value):
-        return value
+    if isinstance(value, list):
+        objects = [entry for entry in value if isinstance(entry, dict)]
+        if len(objects) == len(value):
+            return objects
     raise invalid('"p" must be an object or an array of objects')
 
 
-def items(params: dict[str, Any]) -> list[int]:
+def items(params: JsonObject) -> list[int]:
     """`items`: the ids of the items the token reaches; absent means no restriction ([])."""
     value = params.get("items")
     if value is None:
         return []
-    if (
-        not isinstance(value, list)
-        or len(value) > MAX_ITEMS
-        or not all(is_integer(item) and 0 <= item <= ID_MAX for item in value)
-    ):
-        raise invalid(f'"items" must be a list of at most {MAX_ITEMS} item ids')
-    return value
+    if isinstance(value, list) and len(value) <= MAX_ITEMS:
+        ids = [item for item in value if is_integer(item) and 0 <= item <= ID_MAX]
+        if len(ids) == len(value):
+            return ids
+    raise invalid(f'"items" must be a list of at most {MAX_ITEMS} item ids')
 
 
-def switch(params: dict[str, Any], name: str) -> bool:
+def switch(params: JsonObject, name: str) -> bool:
     """A <bool>|<text> switch such as `deleteAll`: 1 or true (also "1", "true") is on."""
     value = params.get(name)
     if value is None:
@@ -189,7 +192,7 @@ def switch(params: dict[str, Any], name: str) -> bool:
     if isinstance(value, bool):
         return value
     if is_integer(value) and value in (0, 1):
-        return bool(value == 1)
+        return value == 1
     if isinstance(value, str) and value in ("0", "1", "false", "true"):
         return value in ("1", "true")
     raise invalid(f'"{name}" must be true or false')
