@@ -51,7 +51,7 @@ async def list_tokens(request: web.Request) -> web.Response:
 async def authenticate_token(request: web.Request) -> web.Response:
     body = await read_model(request, wt.AuthenticateRequest)
     user, token = await request.app[wialon_tokens_key].authenticate(body)
-    return json_response({"user": user.to_wire(), "token": token})
+    return json_response({"user": user.model_dump(), "token": token})
 
 
 def setup_wialon_routes(app: web.Application) -> None:

@@ -30,7 +30,7 @@ from shared.audit import record_audit
 from shared.contracts.registry.accounts import AuditEvent
 from shared.errors import BadCredentials, Conflict, Expired, Forbidden, NotFound, Refused
 from shared.limits import too_deep
-from shared.postgres import Connection
+from shared.postgres import Connection, row_as
 from shared.secrets import Sealer, lookup_hash
 from shared.sqlfile import load_queries
 
@@ -306,7 +306,12 @@ class WialonTokens:
         if row["ended"]:
             raise Expired("the token has expired")
         user = User(
-            row["user_id"], row["username"], row["email"], row["role"], row["parent_id"], row["user_status"]
+            id=row["user_id"],
+            username=row["username"],
+            email=row["email"],
+            role=row["role"],
+            parent_id=row["parent_id"],
+            status=row["user_status"],
         )
         if req.operate_as is not None and req.operate_as != user.username:
             user = await self._sub_user(user, req.operate_as)
@@ -336,7 +341,7 @@ class WialonTokens:
         row = await self.pool.fetchrow(Q["user_by_name"], name)
         if row is None or not await self.pool.fetchval(Q["manages"], owner.id, row["id"]):
             raise Refused("no such user below the token's owner", reason="operate_as")
-        user = User.from_row(row)
+        user = row_as(User, row)
         if user.status != "active":
             raise Refused("the account is disabled", reason="disabled")
         return user
