@@ -26,12 +26,8 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 # It must start with a letter or digit, so it is never mistaken for the "-" of "no request".
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
-_STANDARD_ATTRS = frozenset(
-    cast(dict[str, object], logging.LogRecord("", 0, "", 0, "", (), None).__dict__)
-) | {
-    "message",
-    "asctime",
-}
+_BLANK_RECORD = cast(dict[str, object], vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+_STANDARD_ATTRS = frozenset(_BLANK_RECORD) | {"message", "asctime"}
 
 
 # New request ids: this process's random 64-bit prefix and a counter. Unique across processes and
