@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from registry.keys import settings_key, store_key, voucher_store_key, wialon_tokens_key, zabbix_tokens_key
 from registry.routes import setup_routes
@@ -21,11 +21,10 @@ from shared.web import CannotStart, base_app
 
 
 @web.middleware
-async def database_error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def database_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Driver errors become domain errors here, once, for every route."""
     try:
-        response: web.StreamResponse = await handler(request)
-        return response
+        return await handler(request)
     except Exception as exc:
         domain_error = translate(exc)
         if domain_error is None:

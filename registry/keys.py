@@ -10,7 +10,7 @@ from registry.wialon_tokens import WialonTokens
 from registry.zabbix_tokens import ZabbixTokens
 from shared.settings import Settings
 
-settings_key = web.AppKey("settings", Settings)
+settings_key: web.AppKey[Settings] = web.AppKey("settings")
 store_key = web.AppKey("store", Store)
 voucher_store_key = web.AppKey("voucher_store", VoucherStore)
 zabbix_tokens_key = web.AppKey("zabbix_tokens", ZabbixTokens)

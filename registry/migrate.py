@@ -12,12 +12,17 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
+from pydantic import BaseModel
 
-from shared.postgres import database_name
+from shared.postgres import database_name, fetch_value, rows_as
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number works; this one reads "tokenhub" in ASCII.
 _LOCK_ID = 0x746F6B656E687562
+
+
+class _Applied(BaseModel):
+    version: str
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,10 @@ async def apply(conn: asyncpg.Connection) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        done = {
+            row.version
+            for row in rows_as(_Applied, await conn.fetch("SELECT version FROM schema_migrations"))
+        }
         for migration in available():
             if migration.version in done:
                 continue
@@ -76,15 +84,19 @@ async def set_up_service_role(conn: asyncpg.Connection, user: str, password: str
     format(%I / %L) on the server: DDL takes no parameters, and they are never pasted raw."""
 
     async def run(template: str, *args: str) -> None:
-        statement: str = await conn.fetchval("SELECT format($1, VARIADIC $2::text[])", template, list(args))
+        statement = await fetch_value(
+            conn, str, "SELECT format($1, VARIADIC $2::text[])", template, list(args)
+        )
         await conn.execute(statement)
 
-    created = not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", user)
+    created = not await fetch_value(
+        conn, bool, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", user
+    )
     if created:
         await run("CREATE ROLE %I LOGIN", user)
     if password is not None:
         await run("ALTER ROLE %I PASSWORD %L", user, password)
-    database: str = await conn.fetchval("SELECT current_database()")
+    database = await fetch_value(conn, str, "SELECT current_database()")
     await run("GRANT CONNECT ON DATABASE %I TO %I", database, user)
     await run("GRANT USAGE ON SCHEMA public TO %I", user)
     for table, privileges in SERVICE_GRANTS.items():

@@ -75,3 +75,6 @@ RETURNING id;
 -- name: delete_api_keys_of
 DELETE FROM api_keys WHERE user_id = $1
 RETURNING id;
+
+-- name: user_id_by_username
+SELECT id FROM users WHERE username = $1;

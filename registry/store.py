@@ -6,13 +6,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
-from pydantic import JsonValue
+from pydantic import BaseModel, JsonValue, TypeAdapter
 
 from shared.audit import record_audit
-from shared.contracts.registry.accounts import AuditEvent
+from shared.contracts.registry.accounts import App, AuditEvent, Role, User
 from shared.errors import (
     AccountDisabled,
     BadCredentials,
@@ -23,15 +23,35 @@ from shared.errors import (
     TokenHubError,
     Unavailable,
 )
-from shared.postgres import CONNECTION_ERRORS, Connection, ping
+from shared.postgres import (
+    CONNECTION_ERRORS,
+    Connection,
+    fetch_optional,
+    fetch_value,
+    ping,
+    row_as,
+    row_into,
+    rows_as,
+)
 from shared.secrets import hash_password_async, lookup_hash, new_hex_secret, verify_password_async
 from shared.sqlfile import load_queries
+
+__all__ = [
+    "ROLES",
+    "App",
+    "AuditRecord",
+    "RevokedCredentials",
+    "Role",
+    "Store",
+    "User",
+    "acting_user",
+    "translate",
+]
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
-Role = Literal["super_admin", "admin", "user", "guest"]
 ROLES: tuple[Role, ...] = ("super_admin", "admin", "user", "guest")
 
 # Unique constraints, by name, and what a clash on each means to a caller.
@@ -59,28 +79,33 @@ def translate(exc: BaseException) -> TokenHubError | None:
     return None
 
 
-@dataclass(frozen=True)
-class User:
+class _PasswordHash(BaseModel):
+    """The one column of a user row that never leaves the store."""
+
+    password_hash: str | None
+
+
+class _Id(BaseModel):
     id: int
-    username: str
-    email: str | None
-    role: Role
-    parent_id: int | None
-    status: str
 
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> User:
-        return cls(row["id"], row["username"], row["email"], row["role"], row["parent_id"], row["status"])
 
-    def to_wire(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "username": self.username,
-            "email": self.email,
-            "role": self.role,
-            "parent_id": self.parent_id,
-            "status": self.status,
-        }
+@dataclass(frozen=True)
+class AuditRecord:
+    """One row of the audit log, as `tokenhub audit` prints it: a dataclass, so orjson writes it
+    as the row's columns, in order."""
+
+    id: int
+    at: datetime
+    event: str
+    actor_id: int | None
+    subject_id: int | None
+    token_id: int | None
+    kind: str | None
+    client_addr: str | None
+    details: dict[str, JsonValue]
+
+
+_AUDIT_RECORD = TypeAdapter(AuditRecord)
 
 
 @dataclass(frozen=True)
@@ -94,7 +119,7 @@ class RevokedCredentials:
 async def acting_user(conn: Connection, user_id: int) -> User | None:
     """The user a request acts as, read inside the caller's transaction; None if there is none."""
     row = await conn.fetchrow(Q["user_by_id"], user_id)
-    return None if row is None else User.from_row(row)
+    return None if row is None else row_as(User, row)
 
 
 class Store:
@@ -112,13 +137,13 @@ class Store:
         row = await self.pool.fetchrow(Q["user_by_id"], user_id)
         if row is None:
             raise NoSuchUser("no such user", user_id=user_id)
-        return User.from_row(row)
+        return row_as(User, row)
 
     async def user_by_name(self, username: str) -> User:
         row = await self.pool.fetchrow(Q["user_by_username"], username)
         if row is None:
             raise NoSuchUser("no such user")
-        return User.from_row(row)
+        return row_as(User, row)
 
     async def authenticate(
         self,
@@ -139,28 +164,32 @@ class Store:
             row = await self.pool.fetchrow(Q["user_by_email"], email)
         else:
             raise InvalidInput("username or email is required")
-        ok = await verify_password_async(password, row["password_hash"] if row else None)
-        user = User.from_row(row) if row is not None else None
+        ok = await verify_password_async(
+            password, None if row is None else row_as(_PasswordHash, row).password_hash
+        )
+        user = None if row is None else row_as(User, row)
         if user is None or not ok or user.status != "active":
             reason = "unknown_account" if user is None else "wrong_password" if not ok else "disabled"
             login = username if username is not None else email
+            failed: dict[str, JsonValue] = {"realm": realm, "login": (login or "")[:100], "reason": reason}
             await self.audit(
                 AuditEvent(
                     event="login_failed",
                     subject_id=None if user is None else user.id,
                     kind=realm,
                     client_addr=client_addr,
-                    details={"realm": realm, "login": (login or "")[:100], "reason": reason},
+                    details=failed,
                 )
             )
             raise BadCredentials("incorrect login or password")
+        succeeded: dict[str, JsonValue] = {"realm": realm}
         await self.audit(
             AuditEvent(
                 event="login_succeeded",
                 subject_id=user.id,
                 kind=realm,
                 client_addr=client_addr,
-                details={"realm": realm},
+                details=succeeded,
             )
         )
         return user
@@ -182,14 +211,14 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             parent_id = None
             if parent is not None:
-                parent_id = await conn.fetchval("SELECT id FROM users WHERE username = $1", parent)
+                parent_id = await fetch_optional(conn, int, Q["user_id_by_username"], parent)
                 if parent_id is None:
                     raise NotFound(f"no user named {parent!r} to be the parent")
-            user_id: int = await conn.fetchval(
-                Q["insert_user"], username, email, password_hash, role, parent_id
+            user_id = await fetch_value(
+                conn, int, Q["insert_user"], username, email, password_hash, role, parent_id
             )
-            created = AuditEvent(event="user_created", subject_id=user_id, details={"role": role})
-            await record_audit(conn, created)
+            details: dict[str, JsonValue] = {"role": role}
+            await record_audit(conn, AuditEvent(event="user_created", subject_id=user_id, details=details))
         return user_id
 
     async def bootstrap_admin(self, password: str) -> int | None:
@@ -198,10 +227,10 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             # Serialise concurrent first migrations so exactly one creates the admin.
             await conn.execute("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE")
-            if await conn.fetchval(Q["count_users"]):
+            if await fetch_value(conn, int, Q["count_users"]):
                 return None
-            user_id: int = await conn.fetchval(
-                Q["insert_user"], "Admin", None, password_hash, "super_admin", None
+            user_id = await fetch_value(
+                conn, int, Q["insert_user"], "Admin", None, password_hash, "super_admin", None
             )
             details: dict[str, JsonValue] = {"role": "super_admin", "bootstrap": True}
             await record_audit(conn, AuditEvent(event="user_created", subject_id=user_id, details=details))
@@ -225,9 +254,8 @@ class Store:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(Q["set_user_status"], user.id, status)
             event = "user_disabled" if status == "disabled" else "user_enabled"
-            await record_audit(
-                conn, AuditEvent(event=event, subject_id=user.id, details={"was": user.status})
-            )
+            details: dict[str, JsonValue] = {"was": user.status}
+            await record_audit(conn, AuditEvent(event=event, subject_id=user.id, details=details))
         return user
 
     async def revoke_credentials(self, username: str) -> RevokedCredentials:
@@ -236,10 +264,16 @@ class Store:
         (Its sessions and pairs live in Redis: the caller ends them.)"""
         user = await self.user_by_name(username)
         async with self.pool.acquire() as conn, conn.transaction():
-            zabbix = [row["id"] for row in await conn.fetch(Q["disable_zabbix_tokens_of"], user.id)]
-            wialon = [row["id"] for row in await conn.fetch(Q["delete_wialon_tokens_of"], user.id)]
+            zabbix = [
+                row.id for row in rows_as(_Id, await conn.fetch(Q["disable_zabbix_tokens_of"], user.id))
+            ]
+            wialon = [row.id for row in rows_as(_Id, await conn.fetch(Q["delete_wialon_tokens_of"], user.id))]
             keys = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
-            details = {"zabbix_tokens": zabbix, "wialon_tokens": wialon, "api_keys": keys}
+            details: dict[str, JsonValue] = {
+                "zabbix_tokens": list[JsonValue](zabbix),
+                "wialon_tokens": list[JsonValue](wialon),
+                "api_keys": keys,
+            }
             await record_audit(conn, AuditEvent(event="user_revoked", subject_id=user.id, details=details))
         return RevokedCredentials(user, zabbix, wialon, keys)
 
@@ -248,16 +282,15 @@ class Store:
         user = await self.user_by_name(username)
         async with self.pool.acquire() as conn, conn.transaction():
             count = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
-            await record_audit(
-                conn, AuditEvent(event="api_key_revoked", subject_id=user.id, details={"count": count})
-            )
+            details: dict[str, JsonValue] = {"count": count}
+            await record_audit(conn, AuditEvent(event="api_key_revoked", subject_id=user.id, details=details))
         return user, count
 
     async def user_by_api_key(self, key: str) -> User:
         row = await self.pool.fetchrow(Q["user_by_api_key"], lookup_hash(key, self._pepper))
         if row is None:
             raise BadCredentials("unknown API key")
-        user = User.from_row(row)
+        user = row_as(User, row)
         if user.status != "active":
             raise AccountDisabled("the account is disabled", user_id=user.id)
         return user
@@ -269,16 +302,17 @@ class Store:
 
     async def audit_events(
         self, *, since: datetime | None, user_id: int | None, limit: int
-    ) -> list[dict[str, Any]]:
-        return [dict(row) for row in await self.pool.fetch(Q["audit_events"], since, user_id, limit)]
+    ) -> list[AuditRecord]:
+        rows = await self.pool.fetch(Q["audit_events"], since, user_id, limit)
+        return [row_into(_AUDIT_RECORD, row) for row in rows]
 
     # --- apps ----------------------------------------------------------------------------------
 
-    async def app(self, app_id: str) -> dict[str, Any]:
+    async def app(self, app_id: str) -> App:
         row = await self.pool.fetchrow(Q["app_by_id"], app_id)
         if row is None:
             raise NotFound("no such app")
-        return dict(row)
+        return row_as(App, row)
 
     async def add_app(
         self, app_id: str, name: str, daily_quota: int, access_ttl: int, refresh_ttl: int

@@ -28,7 +28,7 @@ from shared.errors import (
     Refused,
     TooManyRows,
 )
-from shared.postgres import Connection
+from shared.postgres import Connection, row_as
 from shared.secrets import lookup_hash, new_hex_secret
 from shared.sqlfile import load_queries
 
@@ -392,7 +392,7 @@ class ZabbixTokens:
         secret_hash = lookup_hash(secret, self._pepper)
         row = await self.pool.fetchrow(Q["authenticate"], secret_hash)
         if row is not None:
-            return User.from_row(row), row["token_id"], row["expires_at"]
+            return row_as(User, row), row["token_id"], row["expires_at"]
         why = await self.pool.fetchrow(Q["why_not_authenticated"], secret_hash)
         if (
             why is not None

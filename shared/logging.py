@@ -13,7 +13,7 @@ import os
 import re
 import sys
 import time
-from typing import Any
+from typing import cast
 
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
@@ -26,7 +26,8 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 # It must start with a letter or digit, so it is never mistaken for the "-" of "no request".
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 
-_STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+_BLANK_RECORD = cast(dict[str, object], vars(logging.LogRecord("", 0, "", 0, "", (), None)))
+_STANDARD_ATTRS = frozenset(_BLANK_RECORD) | {"message", "asctime"}
 
 
 # New request ids: this process's random 64-bit prefix and a counter. Unique across processes and
@@ -55,7 +56,7 @@ class JsonFormatter(logging.Formatter):
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
+        entry: dict[str, object] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
@@ -64,7 +65,9 @@ class JsonFormatter(logging.Formatter):
             "request_id": request_id_var.get(),
             "msg": record.getMessage(),
         }
-        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS})
+        # What a caller passed as `extra=` lands in the record's attributes, any object at all.
+        attributes = cast(dict[str, object], record.__dict__)
+        entry.update({k: v for k, v in attributes.items() if k not in _STANDARD_ATTRS})
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeAlias, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import orjson
 from asyncpg.pool import PoolConnectionProxy
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 # What `pool.acquire()` hands out; subscriptable only for the type checker.
 if TYPE_CHECKING:
@@ -31,7 +31,12 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 ANY_DATABASE_ERROR: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
+# Whatever runs a query: the pool (one statement, its own connection), a connection from it (inside
+# the caller's transaction), or a connection of its own (the CLI's migrations).
+Queryable: TypeAlias = "asyncpg.Pool | Connection | asyncpg.Connection"
+
 M = TypeVar("M", bound=BaseModel)
+V = TypeVar("V")
 
 
 def row_as(model: type[M], row: asyncpg.Record) -> M:
@@ -44,10 +49,46 @@ def rows_as(model: type[M], rows: Iterable[asyncpg.Record]) -> list[M]:
     return [row_as(model, row) for row in rows]
 
 
+def row_into(adapter: TypeAdapter[V], row: asyncpg.Record) -> V:
+    """`row_as` for any type pydantic validates (a dataclass that orjson writes as it is...)."""
+    return adapter.validate_python(cast(Mapping[str, object], dict(row)))
+
+
+async def fetch_value(
+    db: Queryable, kind: type[V], query: str, *args: object, timeout: float | None = None
+) -> V:
+    """The first column of the first row, which the query guarantees is a `kind` (a count, an id
+    RETURNING...); asyncpg's fetchval says Any, so it is checked here, once."""
+    value = await _fetchval(db, query, args, timeout)
+    if not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__} from the query, got {type(value).__name__}")
+    return value
+
+
+async def fetch_optional(
+    db: Queryable, kind: type[V], query: str, *args: object, timeout: float | None = None
+) -> V | None:
+    """`fetch_value` for a query that may find no row (or a NULL): then None."""
+    value = await _fetchval(db, query, args, timeout)
+    if value is not None and not isinstance(value, kind):
+        raise TypeError(f"expected {kind.__name__} or NULL from the query, got {type(value).__name__}")
+    return value
+
+
+async def _fetchval(db: Queryable, query: str, args: tuple[object, ...], timeout: float | None) -> object:
+    return await cast(Awaitable[object], db.fetchval(query, *args, timeout=timeout))
+
+
+def _encode_json(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _decode_json(text: str) -> object:
+    return cast(object, orjson.loads(text))
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec(
-        "jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads, schema="pg_catalog"
-    )
+    await conn.set_type_codec("jsonb", encoder=_encode_json, decoder=_decode_json, schema="pg_catalog")
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -76,10 +117,10 @@ async def create_pool(dsn: str, max_size: int, timeout: float) -> asyncpg.Pool:
 
 async def ping(pool: asyncpg.Pool, timeout: float) -> bool:
     try:
-        value = await pool.fetchval("SELECT 1", timeout=timeout)
+        value = await fetch_optional(pool, int, "SELECT 1", timeout=timeout)
     except ANY_DATABASE_ERROR:
         return False
-    return bool(value == 1)
+    return value == 1
 
 
 # --- saying what is wrong, to a person -------------------------------------------------------------
@@ -127,7 +168,7 @@ async def schema_problem(pool: asyncpg.Pool, dsn: str, timeout: float) -> str | 
     the login is refused), in one line; None when it can, or when Postgres merely does not answer
     yet (a service starts anyway and reports "not ready" until it does)."""
     try:
-        await pool.fetchval("SELECT 1 FROM schema_migrations LIMIT 1", timeout=timeout)
+        await fetch_optional(pool, int, "SELECT 1 FROM schema_migrations LIMIT 1", timeout=timeout)
     except ANY_DATABASE_ERROR as exc:
         if isinstance(exc, CONNECTION_ERRORS):
             return None

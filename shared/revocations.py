@@ -16,11 +16,14 @@ and costs each later use one Redis read, never a Postgres round trip.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import orjson
+from pydantic import JsonValue
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 # Longer than any token session's idle timeout (Wialon: 5 minutes) and any verification cache entry
 # (1 s): a session that did not hear the message meets the marker on its next request.
@@ -31,9 +34,19 @@ def channel(prefix: str) -> str:
     return f"{prefix}revocations"
 
 
+def _message(**names: list[int] | list[str]) -> bytes:
+    """A message naming what it names: `_message(token_ids=[7])` is b'{"token_ids":[7]}'."""
+    return orjson.dumps(names)
+
+
+async def _send(pipe: Pipeline) -> None:
+    """Run a pipeline whose replies nobody reads (redis-py types them as a list of Any)."""
+    await cast(Awaitable[object], pipe.execute())
+
+
 def family_message(family: str) -> bytes:
     """A revoked access/refresh family: every token descended from one tokens.make."""
-    return orjson.dumps({"families": [family]})
+    return _message(families=[family])
 
 
 @dataclass(frozen=True)
@@ -48,7 +61,7 @@ class Revoked:
 def parse(message: bytes | str) -> Revoked:
     """What a revocation message names; nothing for a malformed one."""
     try:
-        body = orjson.loads(message)
+        body = cast(JsonValue, orjson.loads(message))
     except orjson.JSONDecodeError:
         return Revoked()
     if not isinstance(body, dict):
@@ -75,7 +88,7 @@ async def publish(redis: Redis, prefix: str, token_ids: Iterable[int]) -> None:
     without marking them ended."""
     ids = list(token_ids)
     if ids:
-        await redis.publish(channel(prefix), orjson.dumps({"token_ids": ids}))
+        await redis.publish(channel(prefix), _message(token_ids=ids))
 
 
 async def announce(
@@ -90,15 +103,15 @@ async def announce(
     async with redis.pipeline(transaction=False) as pipe:
         for token_id in ids if marked is None else marked:
             pipe.set(marker_key(prefix, token_id), b"1", ex=MARKER_TTL_S)
-        pipe.publish(channel(prefix), orjson.dumps({"token_ids": ids}))
-        await pipe.execute()
+        pipe.publish(channel(prefix), _message(token_ids=ids))
+        await _send(pipe)
 
 
 # --- accounts ------------------------------------------------------------------------------------
 
 
 def _account_message(user_id: int) -> bytes:
-    return orjson.dumps({"users": [user_id]})
+    return _message(users=[user_id])
 
 
 def account_key(prefix: str, user_id: int) -> str:
@@ -118,7 +131,10 @@ class AccountState:
 
 
 async def account_state(redis: Redis, prefix: str, user_id: int) -> AccountState:
-    epoch, disabled = await redis.hmget(account_key(prefix, user_id), ["epoch", "disabled"])
+    # Bytes: the services' clients never decode replies.
+    epoch, disabled = await cast(
+        Awaitable[list[bytes | None]], redis.hmget(account_key(prefix, user_id), ["epoch", "disabled"])
+    )
     return AccountState(int(epoch or 0), disabled == b"1")
 
 
@@ -133,7 +149,7 @@ async def end_account_credentials(redis: Redis, prefix: str, user_id: int, *, di
         if disabled is not None:
             pipe.hset(key, "disabled", int(disabled))
         pipe.publish(channel(prefix), _account_message(user_id))
-        await pipe.execute()
+        await _send(pipe)
 
 
 async def enable_account(redis: Redis, prefix: str, user_id: int) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-from typing import Annotated, Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias, TypedDict, cast
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.balancer import parse_targets
@@ -218,15 +219,26 @@ def load_settings() -> Settings:
         raise SettingsError(describe(exc)) from None
 
 
+class _Problem(TypedDict):
+    """What `describe` reads of pydantic's ErrorDetails (whose `input` and `ctx` are Any)."""
+
+    loc: tuple[int | str, ...]
+    msg: str
+
+
+# Read once: pydantic-settings types the class itself (its __init__) with Any.
+_FIELDS: dict[str, FieldInfo] = Settings.model_fields
+
+
 def describe(exc: ValidationError) -> str:
     """One line for every problem: the environment variable, then what is wrong with it. Never the
     value itself: it may be a key."""
     problems = []
-    for error in exc.errors(include_url=False, include_input=False):
-        message = str(error["msg"]).removeprefix("Value error, ")
+    for error in cast(list[_Problem], exc.errors(include_url=False, include_input=False)):
+        message = error["msg"].removeprefix("Value error, ")
         # Located by the variable's name (the field's alias), or by the field's own name.
         where = str(error["loc"][0]) if error["loc"] else ""
-        if where in Settings.model_fields:
+        if where in _FIELDS:
             where = env_name(where)
         problems.append(f"{where}: {message}" if where else message)
     return "; ".join(problems)
@@ -234,7 +246,7 @@ def describe(exc: ValidationError) -> str:
 
 def env_name(field: str) -> str:
     """The environment variable a settings field is read from."""
-    alias = Settings.model_fields[field].validation_alias
+    alias = _FIELDS[field].validation_alias
     assert isinstance(alias, AliasChoices)
     name = alias.choices[0]
     assert isinstance(name, str)

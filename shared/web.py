@@ -7,10 +7,12 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import uvloop
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import Counter, Histogram
+from pydantic import JsonValue
 
 from shared.internal import json_response
 from shared.logging import (
@@ -35,12 +37,12 @@ service_key = web.AppKey("service", str)
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-def observability_middleware(service: str) -> Any:
+def observability_middleware(service: str) -> Middleware:
     # The labelled series, resolved once per (route, method, status): prometheus_client's
     # `labels()` takes a lock and builds a key on every call, a visible share of a cached check.
-    series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+    series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
-    def metrics_for(route: str, method: str, status: int) -> tuple[Any, Any]:
+    def metrics_for(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
         # Any method name is valid HTTP: unknown ones share one label, so a client cannot grow
         # the series (and this dict) without bound.
         method = method if method in _METHODS else "OTHER"
@@ -54,7 +56,7 @@ def observability_middleware(service: str) -> Any:
         return found
 
     @web.middleware
-    async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get(REQUEST_ID_HEADER)
         request_id = incoming if acceptable_request_id(incoming) else new_request_id()
         assert request_id is not None
@@ -62,7 +64,7 @@ def observability_middleware(service: str) -> Any:
         started = time.perf_counter()
         status = 500
         try:
-            response: web.StreamResponse = await handler(request)
+            response = await handler(request)
             status = response.status
             response.headers[REQUEST_ID_HEADER] = request_id
             return response
@@ -100,16 +102,22 @@ async def healthz(request: web.Request) -> web.Response:
     liveness = request.app.get(liveness_key)
     checks = await liveness(request.app) if liveness is not None else {}
     alive = all(checks.values())
-    body = {"status": "alive" if alive else "stalled", "service": request.app[service_key], "checks": checks}
+    body: dict[str, JsonValue] = {
+        "status": "alive" if alive else "stalled",
+        "service": request.app[service_key],
+        "checks": dict[str, JsonValue](checks),
+    }
     return json_response(body, 200 if alive else 503)
 
 
 async def readyz(request: web.Request) -> web.Response:
     checks = await request.app[readiness_key](request.app)
     ready = all(checks.values())
-    return json_response(
-        {"status": "ready" if ready else "not ready", "checks": checks}, 200 if ready else 503
-    )
+    body: dict[str, JsonValue] = {
+        "status": "ready" if ready else "not ready",
+        "checks": dict[str, JsonValue](checks),
+    }
+    return json_response(body, 200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -121,7 +129,7 @@ def base_app(
     service: Service,
     settings: Settings,
     readiness: ReadinessCheck,
-    *extra_middlewares: Any,
+    *extra_middlewares: Middleware,
     serve_metrics: bool = True,
 ) -> web.Application:
     """An application with the probes, metrics and observability every service shares. A public

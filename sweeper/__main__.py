@@ -26,11 +26,18 @@ async def one_pass(settings: Settings, dry_run: bool) -> dict[str, int]:
         await pool.close()
 
 
+class Arguments(argparse.Namespace):
+    """The parsed command line, typed (a bare Namespace hands out every attribute as Any)."""
+
+    once: bool
+    dry_run: bool
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m sweeper", description=__doc__)
     parser.add_argument("--once", action="store_true", help="run one full pass and exit")
     parser.add_argument("--dry-run", action="store_true", help="report what a pass would do; change nothing")
-    args = parser.parse_args()
+    args = parser.parse_args(namespace=Arguments())
     if not (args.once or args.dry_run):
         serve("sweeper", create_app)
         return

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import redis.asyncio
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -28,13 +29,13 @@ class LoopState:
     task: asyncio.Task[None] | None = None
 
 
-settings_key = web.AppKey("settings", Settings)
+settings_key: web.AppKey[Settings] = web.AppKey("settings")
 sweeper_key = web.AppKey("sweeper", Sweeper)
 loop_state_key = web.AppKey("loop_state", LoopState)
 
 
 def connect_redis(settings: Settings) -> Redis:
-    return Redis.from_url(
+    return redis.asyncio.from_url(
         settings.redis_url,
         socket_timeout=settings.store_timeout,
         socket_connect_timeout=settings.store_timeout,

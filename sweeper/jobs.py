@@ -13,11 +13,13 @@ from pathlib import Path
 import asyncpg
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge, Histogram
+from pydantic import BaseModel, JsonValue
 from redis.asyncio import Redis
 
 from shared import revocations
 from shared.audit import record_audit
 from shared.contracts.registry.accounts import AuditEvent
+from shared.postgres import fetch_value, rows_as
 from shared.settings import Settings
 from shared.sqlfile import load_queries
 
@@ -58,6 +60,13 @@ JOBS: Sequence[Job] = (
 )
 
 
+class Swept(BaseModel):
+    """A row a batch claimed (what every `*_batch` query returns)."""
+
+    id: int
+    kind: str
+
+
 class Sweeper:
     def __init__(self, pool: asyncpg.Pool, redis: Redis, settings: Settings) -> None:
         self.pool = pool
@@ -71,13 +80,13 @@ class Sweeper:
         while True:
             started = time.perf_counter()
             async with self.pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetch(job.batch_query, *args)
+                rows = rows_as(Swept, await conn.fetch(job.batch_query, *args))
                 if rows:
                     # One event per batch, naming every token: who was swept stays answerable.
-                    details = {
+                    details: dict[str, JsonValue] = {
                         "count": len(rows),
-                        "by_kind": dict(Counter(row["kind"] for row in rows)),
-                        "token_ids": [row["id"] for row in rows],
+                        "by_kind": dict[str, JsonValue](Counter(row.kind for row in rows)),
+                        "token_ids": [row.id for row in rows],
                     }
                     await record_audit(conn, AuditEvent(event=job.audit_event, details=details))
             BATCH_SECONDS.labels(job.name).observe(time.perf_counter() - started)
@@ -89,7 +98,7 @@ class Sweeper:
                     # open sessions, so only they need markers (a million swept tokens would
                     # otherwise leave a million keys in Redis).
                     await self._announce(
-                        [row["id"] for row in rows], [row["id"] for row in rows if row["kind"] == "wialon"]
+                        [row.id for row in rows], [row.id for row in rows if row.kind == "wialon"]
                     )
             if len(rows) < self.settings.sweep_batch:
                 return total
@@ -101,12 +110,11 @@ class Sweeper:
             log.warning("could not announce %d revocations", len(token_ids), exc_info=True)
 
     async def count(self, job: Job) -> int:
-        value: int = await self.pool.fetchval(job.count_query, *job.limits(self.settings))
-        return value
+        return await fetch_value(self.pool, int, job.count_query, *job.limits(self.settings))
 
     async def run_pass(self, dry_run: bool = False) -> dict[str, int]:
         """One full pass over every job; with dry_run, count what would be done and change nothing."""
-        done = {}
+        done: dict[str, int] = {}
         for job in JOBS:
             done[job.name] = await (self.count(job) if dry_run else self.run_job(job))
         if not dry_run:

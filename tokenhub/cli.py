@@ -13,15 +13,16 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import NoReturn, TextIO, cast
 
 import asyncpg
 import orjson
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio import Redis
 
 from registry import migrate as migrations
-from registry.store import ROLES, Store, translate
+from registry.store import ROLES, Role, Store, translate
 from shared import revocations
 from shared.errors import InvalidInput, NotFound, TokenHubError
 from shared.postgres import ANY_DATABASE_ERROR, create_pool, database_name, database_problem, redact
@@ -41,9 +42,43 @@ class StoreError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """Its subparsers are of its own class too (argparse's default), so every usage error is one line."""
+
     def error(self, message: str) -> NoReturn:
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(EXIT_USAGE)
+
+
+class Arguments(argparse.Namespace):
+    """The parsed command line, typed (a bare Namespace hands out every attribute as Any). Each
+    command reads only what its own subparser sets."""
+
+    command: str
+    users_command: str
+    apps_command: str
+    name: str  # users: the user's name
+    role: Role
+    password_stdin: bool
+    email: str | None
+    parent: str | None
+    revoke: bool
+    since: datetime | None
+    user: str | None
+    limit: int
+    app_id: str
+    app_name: str | None
+    daily_quota: int
+    access_ttl: int
+    refresh_ttl: int
+
+
+# Redis errors that mean "it did not answer" (its exception classes are typed with Any: named once).
+_REDIS_FAILED: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError)
+_REDIS_UNREACHABLE: tuple[type[Exception], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    OSError,
+)
 
 
 def _whole_number(minimum: int) -> Callable[[str], int]:
@@ -76,13 +111,13 @@ def _moment(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tokenhub", description="TokenHub operator commands.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("migrate", help="apply database migrations (creates the database and Admin if new)")
     commands.add_parser("up", help="migrate, then run gateway, issuer, registry and sweeper until stopped")
 
     users = commands.add_parser("users", help="manage users").add_subparsers(
-        dest="users_command", required=True, parser_class=_Parser
+        dest="users_command", required=True
     )
     add = users.add_parser("add", help="create a user and print its id")
     add.add_argument("name")
@@ -112,11 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--limit", type=_whole_number(1), default=1000)
 
     apps = commands.add_parser("apps", help="manage ChatApp-style applications").add_subparsers(
-        dest="apps_command", required=True, parser_class=_Parser
+        dest="apps_command", required=True
     )
     app_add = apps.add_parser("add", help="register an application")
     app_add.add_argument("app_id")
-    app_add.add_argument("--name")
+    app_add.add_argument("--name", dest="app_name", metavar="NAME")
     app_add.add_argument("--daily-quota", type=_whole_number(0), default=100)
     app_add.add_argument("--access-ttl", type=_whole_number(1), default=86400)
     app_add.add_argument("--refresh-ttl", type=_whole_number(1), default=1209600)
@@ -164,10 +199,11 @@ async def migrate(settings: Settings) -> None:
     await _with_store(settings, bootstrap)
 
 
-async def users_add(settings: Settings, args: argparse.Namespace) -> None:
+async def users_add(settings: Settings, args: Arguments) -> None:
     password = None
     if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        # typeshed allows sys.stdin to be missing (Any); a command line always has one.
+        password = cast(TextIO, sys.stdin).readline().rstrip("\r\n")
 
     async def work(store: Store) -> None:
         user_id = await store.add_user(
@@ -178,45 +214,63 @@ async def users_add(settings: Settings, args: argparse.Namespace) -> None:
     await _with_store(settings, work)
 
 
-async def users_api_key(settings: Settings, args: argparse.Namespace) -> None:
+async def users_api_key(settings: Settings, args: Arguments) -> None:
     async def work(store: Store) -> None:
         if not args.revoke:
             print(await store.new_api_key(args.name))
             return
         user, count = await store.revoke_api_keys(args.name)
-        await _tell_redis(settings, user.username, revocations.forget_account_verifications, user.id)
+        await _tell_redis(
+            settings,
+            user.username,
+            lambda client: revocations.forget_account_verifications(client, settings.redis_prefix, user.id),
+        )
         print(f"revoked {count} API key(s) of {user.username}")
 
     await _with_store(settings, work)
 
 
-async def users_disable(settings: Settings, args: argparse.Namespace) -> None:
+async def users_disable(settings: Settings, args: Arguments) -> None:
     async def work(store: Store) -> None:
         user = await store.set_status(args.name, "disabled")
         await _tell_redis(
-            settings, user.username, revocations.end_account_credentials, user.id, disabled=True
+            settings,
+            user.username,
+            lambda client: revocations.end_account_credentials(
+                client, settings.redis_prefix, user.id, disabled=True
+            ),
         )
         print(f"disabled {user.username}: sessions and ChatApp pairs ended, every other credential refused")
 
     await _with_store(settings, work)
 
 
-async def users_enable(settings: Settings, args: argparse.Namespace) -> None:
+async def users_enable(settings: Settings, args: Arguments) -> None:
     async def work(store: Store) -> None:
         user = await store.set_status(args.name, "active")
-        await _tell_redis(settings, user.username, revocations.enable_account, user.id)
+        await _tell_redis(
+            settings,
+            user.username,
+            lambda client: revocations.enable_account(client, settings.redis_prefix, user.id),
+        )
         print(f"enabled {user.username}")
 
     await _with_store(settings, work)
 
 
-async def users_revoke(settings: Settings, args: argparse.Namespace) -> None:
+async def users_revoke(settings: Settings, args: Arguments) -> None:
     async def work(store: Store) -> None:
         revoked = await store.revoke_credentials(args.name)
         name, user_id = revoked.user.username, revoked.user.id
         # The new epoch ends every session, the deleted Wialon tokens' included, and the message
         # drops every gateway's cached checks of the account's Zabbix API tokens and API keys.
-        await _tell_redis(settings, name, revocations.end_account_credentials, user_id, disabled=None)
+        await _tell_redis(
+            settings,
+            name,
+            lambda client: revocations.end_account_credentials(
+                client, settings.redis_prefix, user_id, disabled=None
+            ),
+        )
         print(
             f"revoked {name}: sessions and ChatApp pairs ended, {len(revoked.zabbix_tokens)} Zabbix API "
             f"token(s) disabled, {len(revoked.wialon_tokens)} Wialon token(s) and {revoked.api_keys} "
@@ -226,20 +280,18 @@ async def users_revoke(settings: Settings, args: argparse.Namespace) -> None:
     await _with_store(settings, work)
 
 
-async def _tell_redis(
-    settings: Settings, name: str, action: Callable[..., Awaitable[None]], *args: Any, **kwargs: Any
-) -> None:
+async def _tell_redis(settings: Settings, name: str, action: Callable[[Redis], Awaitable[None]]) -> None:
     """Run one revocation step against Redis (shared/revocations.py), after Postgres has changed. If
     Redis does not answer, say what did and did not happen and how to finish: the command is
     idempotent, running it again completes it."""
-    client = redis.asyncio.Redis.from_url(
+    client = redis.asyncio.from_url(
         settings.redis_url,
         socket_timeout=settings.store_timeout,
         socket_connect_timeout=settings.store_timeout,
     )
     try:
-        await action(client, settings.redis_prefix, *args, **kwargs)
-    except (redis.exceptions.RedisError, OSError) as exc:
+        await action(client)
+    except _REDIS_FAILED as exc:
         raise StoreError(
             f"the change to {name} is in the database, but Redis does not answer at REDIS_URL "
             f"({redact(settings.redis_url)}): {type(exc).__name__}; its sessions and ChatApp pairs are "
@@ -249,16 +301,16 @@ async def _tell_redis(
         await client.aclose()
 
 
-async def apps_add(settings: Settings, args: argparse.Namespace) -> None:
+async def apps_add(settings: Settings, args: Arguments) -> None:
     async def work(store: Store) -> None:
         await store.add_app(
-            args.app_id, args.name or args.app_id, args.daily_quota, args.access_ttl, args.refresh_ttl
+            args.app_id, args.app_name or args.app_id, args.daily_quota, args.access_ttl, args.refresh_ttl
         )
 
     await _with_store(settings, work)
 
 
-async def audit_events(settings: Settings, args: argparse.Namespace) -> None:
+async def audit_events(settings: Settings, args: Arguments) -> None:
     async def work(store: Store) -> None:
         user_id = None
         if args.user is not None:
@@ -282,10 +334,10 @@ async def check_stores(settings: Settings) -> list[str]:
             f"PostgreSQL does not answer at DATABASE_URL ({redact(settings.database_url)}): {exc}. "
             "Start it (pg_ctlcluster <version> main start) or set DATABASE_URL."
         )
-    client = redis.asyncio.Redis.from_url(settings.redis_url, socket_connect_timeout=settings.store_timeout)
+    client = redis.asyncio.from_url(settings.redis_url, socket_connect_timeout=settings.store_timeout)
     try:
         await client.ping()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+    except _REDIS_UNREACHABLE as exc:
         missing.append(
             f"Redis does not answer at REDIS_URL ({redact(settings.redis_url)}): {exc}. "
             "Start redis-server or set REDIS_URL."
@@ -334,7 +386,7 @@ def _run(coro: Awaitable[None], settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv, namespace=Arguments())
     try:
         settings = load_settings()
     except SettingsError as exc:

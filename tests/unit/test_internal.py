@@ -23,8 +23,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import REGISTRY
+from pydantic import JsonValue
 
-from shared.errors import Conflict, InvalidInput, TokenHubError, Unavailable
+from shared.contracts.endpoint import Empty, Endpoint, Message, Reply
+from shared.contracts.server import route
+from shared.errors import InvalidInput, NameTaken, TokenHubError, Unavailable
 from shared.internal import (
     INTERNAL_KEY_HEADER,
     KEY_REFUSED,
@@ -32,7 +35,6 @@ from shared.internal import (
     domain_error_middleware,
     internal_key_middleware,
     json_response,
-    read_json,
 )
 from shared.logging import REQUEST_ID_HEADER, JsonFormatter, request_id_var, setup_logging
 from shared.settings import Settings
@@ -58,36 +60,71 @@ async def readiness(app: web.Application) -> dict[str, bool]:
     return {"store": app[state_key].ready}
 
 
-async def echo(request: web.Request) -> web.Response:
-    seen = {
-        "request_id_var": request_id_var.get(),
-        "header": request.headers.get(REQUEST_ID_HEADER, ""),
-    }
+class Seen(Reply):
+    """What the handler saw of the request id: in its context and in the header."""
+
+    ok: bool
+    request_id_var: str
+    header: str
+
+
+class Body(Message):
+    name: str
+    n: list[int]
+    nested: dict[str, JsonValue]
+
+
+class Got(Reply):
+    got: Body
+
+
+class WrongShape(Reply):
+    """What /echo does not answer: a reply off the contract."""
+
+    missing: int
+
+
+# The app's contract: the same Endpoint objects the client sends with.
+ECHO = Endpoint("/echo", Empty, Seen)
+ECHO_BODY = Endpoint("/echo-body", Body, Got, status=201)
+CONFLICT = Endpoint("/conflict", Empty, Empty)
+BOOM = Endpoint("/boom", Empty, Empty)
+SLOW = Endpoint("/slow", Empty, Empty)
+NOT_OURS = Endpoint("/not-ours", Empty, Empty)
+ODD_FIELDS = Endpoint("/odd-fields", Empty, Empty)
+OFF_CONTRACT = Endpoint("/echo", Empty, WrongShape)
+NO_ROUTE = Endpoint("/no-such-route", Empty, Empty)
+
+
+async def echo(request: web.Request, body: Empty) -> Seen:
+    seen = {"request_id_var": request_id_var.get(), "header": request.headers.get(REQUEST_ID_HEADER, "")}
     request.app[state_key].seen.append(seen)
     unit_log.info("handled %s", "echo", extra={"answer": 42})
-    return json_response({"ok": True, **seen})
+    return Seen(ok=True, **seen)
 
 
-async def echo_body(request: web.Request) -> web.Response:
-    return json_response({"got": await read_json(request)}, status=201)
+async def echo_body(request: web.Request, body: Body) -> Got:
+    return Got(got=body)
 
 
-async def conflict(request: web.Request) -> web.Response:
-    raise Conflict("x", constraint="c")
+async def conflict(request: web.Request, body: Empty) -> Empty:
+    raise NameTaken("x", owner_id=7, name="n")
 
 
-async def boom(request: web.Request) -> web.Response:
+async def boom(request: web.Request, body: Empty) -> Empty:
     raise RuntimeError(TRACEBACK_SECRET)
 
 
-async def slow(request: web.Request) -> web.Response:
+async def slow(request: web.Request, body: Empty) -> Empty:
     await asyncio.sleep(3)
-    return json_response({"late": True})
+    return Empty()
 
 
-async def odd_details(request: web.Request) -> web.Response:
-    """A well-formed error reply whose details happen to hold a key named `message`."""
-    body = {"error": {"code": "conflict", "message": "taken", "details": {"message": "dup", "field": "f"}}}
+async def odd_fields(request: web.Request) -> web.Response:
+    """A well-formed error reply whose fields happen to hold a key named `message`."""
+    body: JsonValue = {
+        "error": {"code": "conflict", "kind": "conflict", "message": "taken", "fields": {"message": "dup"}}
+    }
     return json_response(body, status=409)
 
 
@@ -98,13 +135,16 @@ async def not_our_format(request: web.Request) -> web.Response:
 def make_app(state: State) -> web.Application:
     app = base_app("registry", Settings(), readiness, internal_key_middleware(KEY), domain_error_middleware)
     app[state_key] = state
-    app.router.add_get("/echo", echo)
-    app.router.add_post("/echo", echo_body)
-    app.router.add_get("/conflict", conflict)
-    app.router.add_get("/boom", boom)
-    app.router.add_get("/slow", slow)
-    app.router.add_get("/not-ours", not_our_format)
-    app.router.add_get("/odd-details", odd_details)
+    for served in (
+        route(ECHO, echo),
+        route(ECHO_BODY, echo_body),
+        route(CONFLICT, conflict),
+        route(BOOM, boom),
+        route(SLOW, slow),
+    ):
+        app.router.add_post(served.path, served.handle)
+    app.router.add_post(NOT_OURS.path, not_our_format)
+    app.router.add_post(ODD_FIELDS.path, odd_fields)
     return app
 
 
@@ -199,32 +239,39 @@ def backend_errors() -> float:
 
 
 async def test_right_key_works(client: InternalClient) -> None:
-    reply = await client.call("GET", "/echo")
-    assert reply["ok"] is True
+    reply = await client.send(ECHO, Empty())
+    assert reply.ok is True
 
 
 async def test_json_body_goes_both_ways(client: InternalClient) -> None:
-    body = {"name": "caf\u00e9", "n": [1, 2, 3], "nested": {"ok": None}}
-    assert await client.call("POST", "/echo", body) == {"got": body}
+    body = Body(name="caf\u00e9", n=[1, 2, 3], nested={"ok": None})
+    assert await client.send(ECHO_BODY, body) == Got(got=body)
 
 
-async def test_non_object_body_is_invalid_input(client: InternalClient) -> None:
-    with pytest.raises(InvalidInput, match="JSON object"):
-        await client.call("POST", "/echo", [1, 2, 3])
+@pytest.mark.parametrize("raw", [b"[1, 2, 3]", b"not json", b"", b'{"name": "x"}'])
+async def test_body_not_of_the_model_is_invalid_input(
+    http: aiohttp.ClientSession, server: TestServer, raw: bytes
+) -> None:
+    headers = {INTERNAL_KEY_HEADER: KEY, "Content-Type": "application/json"}
+    async with http.post(server.make_url(ECHO_BODY.path), data=raw, headers=headers) as response:
+        assert response.status == 400
+        body = await response.json()
+    assert body["error"]["code"] == InvalidInput.code
+    assert body["error"]["fields"]["problems"]
 
 
 async def test_wrong_key_is_unavailable_for_the_client(wrong_key_client: InternalClient) -> None:
     before = backend_errors()
     with pytest.raises(Unavailable, match="401"):
-        await wrong_key_client.call("GET", "/echo")
+        await wrong_key_client.send(ECHO, Empty())
     assert backend_errors() == before + 1
 
 
 async def test_wrong_key_does_not_reach_the_handler(wrong_key_client: InternalClient, state: State) -> None:
     with pytest.raises(Unavailable):
-        await wrong_key_client.call("GET", "/conflict")  # would be Conflict past the key check
+        await wrong_key_client.send(CONFLICT, Empty())  # would be NameTaken past the key check
     with pytest.raises(Unavailable):
-        await wrong_key_client.call("GET", "/echo")
+        await wrong_key_client.send(ECHO, Empty())
     assert state.seen == []
 
 
@@ -240,7 +287,7 @@ async def test_wrong_key_does_not_reach_the_handler(wrong_key_client: InternalCl
 async def test_wrong_or_missing_key_is_http_401(
     http: aiohttp.ClientSession, server: TestServer, headers: dict[str, str]
 ) -> None:
-    async with http.get(server.make_url("/echo"), headers=headers) as response:
+    async with http.post(server.make_url("/echo"), json={}, headers=headers) as response:
         assert response.status == 401
         assert response.content_type == "application/json"
         body = await response.json()
@@ -248,7 +295,7 @@ async def test_wrong_or_missing_key_is_http_401(
 
 
 async def test_right_key_over_raw_http(http: aiohttp.ClientSession, server: TestServer) -> None:
-    async with http.get(server.make_url("/echo"), headers={INTERNAL_KEY_HEADER: KEY}) as response:
+    async with http.post(server.make_url("/echo"), json={}, headers={INTERNAL_KEY_HEADER: KEY}) as response:
         assert response.status == 200
         assert (await response.json())["ok"] is True
 
@@ -259,17 +306,17 @@ async def test_right_key_over_raw_http(http: aiohttp.ClientSession, server: Test
 async def test_request_id_travels_to_the_handler(client: InternalClient, state: State) -> None:
     token = request_id_var.set("req-abc.123:x")
     try:
-        reply = await client.call("GET", "/echo")
+        reply = await client.send(ECHO, Empty())
     finally:
         request_id_var.reset(token)
-    assert reply["header"] == "req-abc.123:x"
-    assert reply["request_id_var"] == "req-abc.123:x"
+    assert reply.header == "req-abc.123:x"
+    assert reply.request_id_var == "req-abc.123:x"
     assert state.seen == [{"request_id_var": "req-abc.123:x", "header": "req-abc.123:x"}]
 
 
 async def test_request_id_is_echoed_in_the_response(http: aiohttp.ClientSession, server: TestServer) -> None:
     headers = {INTERNAL_KEY_HEADER: KEY, REQUEST_ID_HEADER: "abc-123"}
-    async with http.get(server.make_url("/echo"), headers=headers) as response:
+    async with http.post(server.make_url("/echo"), json={}, headers=headers) as response:
         assert response.headers[REQUEST_ID_HEADER] == "abc-123"
         assert (await response.json())["request_id_var"] == "abc-123"
 
@@ -281,7 +328,7 @@ async def test_unacceptable_request_id_is_replaced(
     headers = {INTERNAL_KEY_HEADER: KEY}
     if incoming is not None:
         headers[REQUEST_ID_HEADER] = incoming
-    async with http.get(server.make_url("/echo"), headers=headers) as response:
+    async with http.post(server.make_url("/echo"), json={}, headers=headers) as response:
         assigned = response.headers[REQUEST_ID_HEADER]
         reply = await response.json()
     assert re.fullmatch(r"[0-9a-f]{32}", assigned)
@@ -289,11 +336,13 @@ async def test_unacceptable_request_id_is_replaced(
 
 
 async def test_request_id_on_401_and_error_replies(http: aiohttp.ClientSession, server: TestServer) -> None:
-    async with http.get(server.make_url("/echo"), headers={REQUEST_ID_HEADER: "rid-401"}) as response:
+    async with http.post(
+        server.make_url("/echo"), json={}, headers={REQUEST_ID_HEADER: "rid-401"}
+    ) as response:
         assert response.status == 401
         assert response.headers[REQUEST_ID_HEADER] == "rid-401"
     headers = {INTERNAL_KEY_HEADER: KEY, REQUEST_ID_HEADER: "rid-409"}
-    async with http.get(server.make_url("/conflict"), headers=headers) as response:
+    async with http.post(server.make_url("/conflict"), json={}, headers=headers) as response:
         assert response.status == 409
         assert response.headers[REQUEST_ID_HEADER] == "rid-409"
 
@@ -302,24 +351,33 @@ async def test_request_id_on_401_and_error_replies(http: aiohttp.ClientSession, 
 
 
 async def test_domain_error_comes_back_as_the_same_class(client: InternalClient) -> None:
-    with pytest.raises(Conflict) as excinfo:
-        await client.call("GET", "/conflict")
-    assert type(excinfo.value) is Conflict
+    with pytest.raises(NameTaken) as excinfo:
+        await client.send(CONFLICT, Empty())
+    assert type(excinfo.value) is NameTaken
     assert excinfo.value.message == "x"
-    assert excinfo.value.details == {"constraint": "c"}
+    assert (excinfo.value.owner_id, excinfo.value.name, excinfo.value.position) == (7, "n", None)
 
 
 async def test_domain_error_over_raw_http(http: aiohttp.ClientSession, server: TestServer) -> None:
-    async with http.get(server.make_url("/conflict"), headers={INTERNAL_KEY_HEADER: KEY}) as response:
+    async with http.post(
+        server.make_url("/conflict"), json={}, headers={INTERNAL_KEY_HEADER: KEY}
+    ) as response:
         assert response.status == 409
         body = await response.json()
-    assert body == {"error": {"code": "conflict", "message": "x", "details": {"constraint": "c"}}}
+    assert body == {
+        "error": {
+            "code": "conflict",
+            "kind": "name_taken",
+            "message": "x",
+            "fields": {"owner_id": 7, "name": "n", "position": None},
+        }
+    }
 
 
 async def test_unhandled_exception_is_an_internal_error(client: InternalClient) -> None:
     before = backend_errors()
     with pytest.raises(TokenHubError) as excinfo:
-        await client.call("GET", "/boom")
+        await client.send(BOOM, Empty())
     assert type(excinfo.value) is TokenHubError
     assert excinfo.value.code == "internal"
     assert TRACEBACK_SECRET not in excinfo.value.message
@@ -329,27 +387,39 @@ async def test_unhandled_exception_is_an_internal_error(client: InternalClient) 
 async def test_unhandled_exception_gives_json_500_without_traceback(
     http: aiohttp.ClientSession, server: TestServer
 ) -> None:
-    async with http.get(server.make_url("/boom"), headers={INTERNAL_KEY_HEADER: KEY}) as response:
+    async with http.post(server.make_url("/boom"), json={}, headers={INTERNAL_KEY_HEADER: KEY}) as response:
         assert response.status == 500
         assert response.content_type == "application/json"
         text = await response.text()
-    assert json.loads(text) == {"error": {"code": "internal", "message": "internal error", "details": {}}}
+    assert json.loads(text) == {
+        "error": {"code": "internal", "kind": "internal", "message": "internal error", "fields": {}}
+    }
     assert "Traceback" not in text
     assert "RuntimeError" not in text
     assert TRACEBACK_SECRET not in text
 
 
-async def test_error_reply_with_any_details_is_a_domain_error(client: InternalClient) -> None:
-    """`call` returns JSON or raises a TokenHubError; a `message` key among the details of a reply
-    must not make it raise a TypeError instead."""
+async def test_error_reply_with_any_fields_is_a_domain_error(client: InternalClient) -> None:
+    """`send` returns the reply or raises a TokenHubError; a `message` key among the fields of a
+    reply must not make it raise a TypeError instead."""
     with pytest.raises(TokenHubError) as excinfo:
-        await client.call("GET", "/odd-details")
+        await client.send(ODD_FIELDS, Empty())
     assert excinfo.value.message == "taken"
 
 
 async def test_reply_not_in_our_format_is_unavailable(client: InternalClient) -> None:
     with pytest.raises(Unavailable, match="502"):
-        await client.call("GET", "/not-ours")
+        await client.send(NOT_OURS, Empty())
+
+
+async def test_reply_off_the_contract_is_an_internal_error(client: InternalClient) -> None:
+    """A 2xx reply that does not fit the endpoint's reply model: the two sides disagree (a bug, a
+    half-done upgrade), which is counted against the target and never handed on half-read."""
+    before = backend_errors()
+    with pytest.raises(TokenHubError, match="off contract") as excinfo:
+        await client.send(OFF_CONTRACT, Empty())
+    assert type(excinfo.value) is TokenHubError
+    assert backend_errors() == before + 1
 
 
 # --- a target that does not answer ------------------------------------------------------------
@@ -361,7 +431,7 @@ async def test_closed_port_is_unavailable_quickly(closed_port: int) -> None:
         before = backend_errors()
         started = time.monotonic()
         with pytest.raises(Unavailable):
-            await internal.call("GET", "/echo")
+            await internal.send(ECHO, Empty())
         assert time.monotonic() - started < 2.0
         assert backend_errors() == before + 1
         assert await internal.ready() is False
@@ -374,7 +444,7 @@ async def test_slow_handler_is_unavailable_after_the_timeout(base_url: str) -> N
     try:
         started = time.monotonic()
         with pytest.raises(Unavailable):
-            await internal.call("GET", "/slow")
+            await internal.send(SLOW, Empty())
         elapsed = time.monotonic() - started
         assert 0.25 <= elapsed < 2.0
     finally:
@@ -393,7 +463,7 @@ async def test_healthz_without_key(http: aiohttp.ClientSession, server: TestServ
 async def test_metrics_without_key(
     http: aiohttp.ClientSession, server: TestServer, client: InternalClient
 ) -> None:
-    await client.call("GET", "/echo")
+    await client.send(ECHO, Empty())
     async with http.get(server.make_url("/metrics")) as response:
         assert response.status == 200
         assert response.headers["Content-Type"].startswith("text/plain")
@@ -428,7 +498,7 @@ async def test_log_lines_inside_a_request_carry_its_request_id(
 ) -> None:
     token = request_id_var.set("log-req-1")
     try:
-        await client.call("GET", "/echo")
+        await client.send(ECHO, Empty())
     finally:
         request_id_var.reset(token)
     unit_log.info("after the request")
@@ -448,12 +518,12 @@ async def test_log_lines_inside_a_request_carry_its_request_id(
     token = request_id_var.set("log-req-2")
     try:
         with pytest.raises(TokenHubError):
-            await client.call("GET", "/no-such-route")
+            await client.send(NO_ROUTE, Empty())
     finally:
         request_id_var.reset(token)
     access = [e for e in log_entries(json_log) if e["logger"] == "tokenhub.access"]
     assert len(access) == 1
-    assert access[0]["msg"] == "GET /no-such-route 404"
+    assert access[0]["msg"] == "POST /no-such-route 404"
     assert access[0]["status"] == 404
     assert access[0]["level"] == "info"
     assert access[0]["request_id"] == "log-req-2"
@@ -467,7 +537,7 @@ async def test_traceback_goes_to_one_log_line(client: InternalClient, json_log: 
     token = request_id_var.set("log-req-boom")
     try:
         with pytest.raises(TokenHubError):
-            await client.call("GET", "/boom")
+            await client.send(BOOM, Empty())
     finally:
         request_id_var.reset(token)
     entries = log_entries(json_log)
@@ -475,7 +545,7 @@ async def test_traceback_goes_to_one_log_line(client: InternalClient, json_log: 
     assert len(failures) == 1
     assert failures[0]["level"] == "error"
     assert failures[0]["request_id"] == "log-req-boom"
-    assert failures[0]["msg"] == "unhandled error in GET /boom"
+    assert failures[0]["msg"] == "unhandled error in POST /boom"
     assert "Traceback" in failures[0]["exc"]
     assert TRACEBACK_SECRET in failures[0]["exc"]
 
