@@ -14,7 +14,7 @@ from typing import Literal, TypeVar, cast
 import orjson
 from aiohttp import web
 from aiohttp.web_request import FileField
-from multidict import MultiDictProxy
+from multidict import MultiDictProxy, MultiMapping
 from pydantic import JsonValue
 
 from gateway.keys import backends_key, settings_key
@@ -68,6 +68,28 @@ async def read_form(request: web.Request) -> FormData:
         # Whatever the form parsers choke on (an unknown charset, a broken multipart body, a
         # missing boundary) is the client's body, not our bug; their exceptions are not one family.
         raise UnreadableBody("bad_form") from exc
+
+
+class BadField(Exception):
+    """A form or query field given twice, or given as a file: the message says which, in words both
+    form-reading dialects use."""
+
+
+def text_fields(
+    source: MultiMapping[str | bytes | bytearray | FileField], names: Sequence[str]
+) -> dict[str, str]:
+    """The named fields of a form or a query string, each given at most once and as text."""
+    fields: dict[str, str] = {}
+    for name in names:
+        values = source.getall(name, [])
+        if len(values) > 1:
+            raise BadField(f'"{name}" is given more than once')
+        if values:
+            value = values[0]
+            if not isinstance(value, str):
+                raise BadField(f'"{name}" must be text, not a file')
+            fields[name] = value
+    return fields
 
 
 # --- writing a reply ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from aiohttp import web
 from pydantic import JsonValue, ValidationError
 
 from gateway.dialects.common import (
+    BadField,
     FormData,
     JsonObject,
     UnreadableBody,
@@ -27,6 +28,7 @@ from gateway.dialects.common import (
     json_reply,
     read_form,
     read_raw,
+    text_fields,
     translate,
 )
 from gateway.dialects.hotspot.auth import authenticate
@@ -128,17 +130,10 @@ async def read_envelope(request: web.Request) -> Envelope:
 
 
 def _form_fields(form: FormData) -> JsonObject:
-    fields: JsonObject = {}
-    for name in FIELDS:
-        values = form.getall(name, [])
-        if len(values) > 1:
-            raise invalid(f'"{name}" is given more than once')
-        if values:
-            value = values[0]
-            if not isinstance(value, str):
-                raise invalid(f'"{name}" must be text, not a file')
-            fields[name] = value
-    return fields
+    try:
+        return dict[str, JsonValue](text_fields(form, FIELDS))
+    except BadField as exc:
+        raise invalid(str(exc)) from exc
 
 
 def _parameters(value: JsonValue) -> JsonObject:

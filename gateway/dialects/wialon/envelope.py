@@ -23,6 +23,7 @@ from multidict import MultiMapping
 from pydantic import JsonValue, ValidationError
 
 from gateway.dialects.common import (
+    BadField,
     ErrorTable,
     FormData,
     JsonObject,
@@ -30,6 +31,7 @@ from gateway.dialects.common import (
     client_addr,
     json_reply,
     read_form,
+    text_fields,
     translate,
 )
 from gateway.dialects.wialon import params as p
@@ -231,15 +233,11 @@ async def read_fields(request: web.Request) -> dict[str, str]:
     if request.method == "POST" and request.content_type in FORM_TYPES:
         sources.append(await _read_form(request))
     fields: dict[str, str] = {}
-    for source in sources:  # the body, read last, wins
-        for name in FIELDS:
-            values = source.getall(name, [])
-            if len(values) > 1:
-                raise invalid(f'"{name}" is given more than once')
-            if values:
-                if not isinstance(values[0], str):
-                    raise invalid(f'"{name}" must be text, not a file')
-                fields[name] = values[0]
+    try:
+        for source in sources:  # the body, read last, wins
+            fields.update(text_fields(source, FIELDS))
+    except BadField as exc:
+        raise invalid(str(exc)) from exc
     return fields
 
 
