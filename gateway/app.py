@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway.backends import Backends
-from gateway.keys import backends_key, settings_key
+from gateway.keys import backends_key, settings_key, verification_cache_key
 from gateway.routes import setup_routes
-from gateway.verification_cache import verification_cache
+from gateway.verification_cache import running_cache
 from shared.settings import Settings
 from shared.web import base_app, metrics_listener
 
@@ -21,6 +21,12 @@ async def backends(app: web.Application) -> AsyncIterator[None]:
     app[backends_key] = clients
     yield
     await clients.close()
+
+
+async def verification_cache(app: web.Application) -> AsyncIterator[None]:
+    async with running_cache(app[settings_key]) as cache:
+        app[verification_cache_key] = cache
+        yield
 
 
 async def readiness(app: web.Application) -> dict[str, bool]:

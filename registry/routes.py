@@ -11,8 +11,9 @@ from registry import zabbix_tokens as zt
 from registry.keys import store_key, zabbix_tokens_key
 from registry.voucher_routes import setup_voucher_routes
 from registry.wialon_routes import setup_wialon_routes
+from shared.contracts.registry import accounts
 from shared.contracts.registry.accounts import AuditEvent
-from shared.errors import InvalidInput
+from shared.contracts.server import route
 from shared.internal import json_response, read_model
 
 
@@ -40,13 +41,9 @@ async def authenticate(request: web.Request) -> web.Response:
     return json_response({"user": user.to_wire()})
 
 
-async def get_user(request: web.Request) -> web.Response:
-    try:
-        user_id = int(request.match_info["user_id"])
-    except ValueError as exc:
-        raise InvalidInput("user id must be a number") from exc
-    user = await request.app[store_key].user(user_id)
-    return json_response({"user": user.to_wire()})
+async def get_user(request: web.Request, body: accounts.UserRef) -> accounts.UserReply:
+    user = await request.app[store_key].user(body.user_id)
+    return accounts.UserReply(user=accounts.User.model_validate(user, from_attributes=True))
 
 
 class ApiKeyLogin(BaseModel):
@@ -73,8 +70,8 @@ async def authenticate_api_key(request: web.Request) -> web.Response:
     return json_response({"user": user.to_wire()})
 
 
-async def get_app(request: web.Request) -> web.Response:
-    return json_response({"app": await request.app[store_key].app(request.match_info["app_id"])})
+async def get_app(request: web.Request, body: accounts.AppRef) -> accounts.AppReply:
+    return accounts.AppReply(app=accounts.App.model_validate(await request.app[store_key].app(body.app_id)))
 
 
 async def append_audit(request: web.Request) -> web.Response:
@@ -126,12 +123,10 @@ def setup_routes(app: web.Application) -> None:
     setup_voucher_routes(app)
     setup_wialon_routes(app)
     app.router.add_post("/v1/users/authenticate", authenticate)
-    app.router.add_get("/v1/users/{user_id}", get_user)
     app.router.add_post("/v1/api-keys/authenticate", authenticate_api_key)
-    # Any character but "/" (which the issuer sends as %2F): aiohttp's default segment pattern also
-    # refuses braces, and an app id with one would meet a 404 for the route, not for the app.
-    app.router.add_get("/v1/apps/{app_id:[^/]+}", get_app)
     app.router.add_post("/v1/audit", append_audit)
+    for r in (route(accounts.GET_USER, get_user), route(accounts.GET_APP, get_app)):
+        app.router.add_post(r.path, r.handle)
     app.router.add_post("/v1/zabbix-tokens/create", create_zabbix_tokens)
     app.router.add_post("/v1/zabbix-tokens/update", update_zabbix_tokens)
     app.router.add_post("/v1/zabbix-tokens/delete", delete_zabbix_tokens)

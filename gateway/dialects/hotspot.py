@@ -268,7 +268,7 @@ async def _authenticate(request: web.Request, api_token: str | None) -> dict[str
     # An operator's key checked within the last second is taken as checked (gateway/verification_cache.py).
     cache = request.app[verification_cache_key]
     key = cache_key("hotspot", api_token)
-    cached: dict[str, Any] | None = cache.get(key)
+    cached: dict[str, Any] | None = cache.get(key, dict)
     if cached is not None:
         return cached
     try:
