@@ -60,7 +60,10 @@ def make_params(body: JsonObject) -> MakeParams:
 
 async def refresh_token(request: web.Request) -> str:
     """The refresh token, from the `Refresh` header or else {refreshToken} in the body."""
-    token = token_from_header(header_text(request, "Refresh"))
+    header = request.headers.get("Refresh")
+    if header is not None and header_text(request, "Refresh") is None:
+        raise invalid_token()  # given, but not UTF-8: it cannot be a token of ours
+    token = token_from_header(header)
     if token is not None:
         return token
     value = (await read_body(request)).get("refreshToken")
