@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway.backends import Backends
-from gateway.keys import backends_key, settings_key
+from gateway.keys import backends_key, settings_key, verification_cache_key
 from gateway.routes import setup_routes
-from gateway.verification_cache import verification_cache
+from gateway.verification_cache import running_cache
 from shared.balancer import Resolver, resolve_with_dns
 from shared.settings import Settings
 from shared.web import base_app, metrics_listener
@@ -25,6 +25,12 @@ def backends(resolver: Resolver) -> Callable[[web.Application], AsyncIterator[No
         await clients.close()
 
     return connect
+
+
+async def verification_cache(app: web.Application) -> AsyncIterator[None]:
+    async with running_cache(app[settings_key]) as cache:
+        app[verification_cache_key] = cache
+        yield
 
 
 async def readiness(app: web.Application) -> dict[str, bool]:

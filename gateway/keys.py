@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
 from gateway.backends import Backends
+from gateway.verification_cache import VerificationCache
 from shared.settings import Settings
 
-if TYPE_CHECKING:
-    from gateway.verification_cache import VerificationCache
-
-settings_key = web.AppKey("settings", Settings)
+# Annotated rather than given the class: the class of Settings carries untyped parts.
+settings_key: web.AppKey[Settings] = web.AppKey("settings")
 backends_key = web.AppKey("backends", Backends)
-verification_cache_key: web.AppKey[VerificationCache] = web.AppKey("verification_cache")
+verification_cache_key = web.AppKey("verification_cache", VerificationCache)

@@ -16,16 +16,16 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar, cast, overload
 
 import redis.asyncio
 import redis.exceptions
-from aiohttp import web
 from prometheus_client import Counter
+from redis.asyncio.client import PubSub
 
-from gateway.keys import settings_key, verification_cache_key
 from shared import revocations
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,10 @@ LOOKUPS = Counter(
     "tokenhub_gateway_verify_cache_total", "Verification cache lookups, by outcome.", ["outcome"]
 )
 HITS, MISSES = LOOKUPS.labels("hit"), LOOKUPS.labels("miss")
+
+T = TypeVar("T")
+# What a lost or refused Redis connection raises (redis-py's classes have untyped constructors).
+_REDIS_ERROR = cast(type[Exception], redis.exceptions.RedisError)
 
 
 def cache_key(realm: str, token: str) -> bytes:
@@ -42,6 +46,9 @@ def cache_key(realm: str, token: str) -> bytes:
 
 
 class VerificationCache:
+    """Each dialect keeps what it verified under its own realm's keys (`cache_key`), as whatever
+    type it likes; `get(key, kind)` hands it back as that type."""
+
     def __init__(
         self,
         ttl: float,
@@ -54,21 +61,28 @@ class VerificationCache:
         self._client = client  # to tell the other gateways; None when the cache is off
         self._prefix = prefix
         # key -> (monotonic expiry, tags, value); insertion-ordered, so the oldest go first.
-        self._entries: dict[bytes, tuple[float, tuple[str, ...], Any]] = {}
+        self._entries: dict[bytes, tuple[float, tuple[str, ...], object]] = {}
         self._by_tag: dict[str, set[bytes]] = {}
         self.live = False  # True only while the revocation subscription is up
 
-    def get(self, key: bytes) -> Any | None:
+    @overload
+    def get(self, key: bytes) -> object | None: ...
+
+    @overload
+    def get(self, key: bytes, kind: type[T]) -> T | None: ...
+
+    def get(self, key: bytes, kind: type[object] = object) -> object | None:
+        """The value filed under `key`, if it is still fresh and (given `kind`) of that type."""
         if not self.live:
             return None
         entry = self._entries.get(key)
-        if entry is None or entry[0] <= time.monotonic():
+        if entry is None or entry[0] <= time.monotonic() or not isinstance(entry[2], kind):
             MISSES.inc()
             return None
         HITS.inc()
         return entry[2]
 
-    def put(self, key: bytes, tags: tuple[str, ...], value: Any, seconds_left: float) -> None:
+    def put(self, key: bytes, tags: tuple[str, ...], value: object, seconds_left: float) -> None:
         """Remember a verification for at most the TTL and never beyond the token's own end, filed
         under every tag a revocation may name it by (its token or family, and its owner)."""
         lifetime = min(self.ttl, seconds_left)
@@ -98,7 +112,7 @@ class VerificationCache:
         try:
             # Bounded: the subscription's connection settings have no read timeout.
             await asyncio.wait_for(revocations.publish(self._client, self._prefix, token_ids), timeout=1.0)
-        except (redis.exceptions.RedisError, OSError, TimeoutError) as exc:
+        except (_REDIS_ERROR, OSError, TimeoutError) as exc:
             log.warning("could not announce %d changed tokens: %s", len(token_ids), type(exc).__name__)
 
     def clear(self) -> None:
@@ -131,26 +145,27 @@ async def follow_revocations(client: redis.asyncio.Redis, channel: str, cache: V
     """Keep the cache subscribed; while the subscription is down the cache serves nothing."""
     while True:
         try:
-            async with client.pubsub() as pubsub:
+            pubsub: PubSub = client.pubsub()
+            async with pubsub:
                 await pubsub.subscribe(channel)
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    # redis-py's message: {"type": "subscribe" | "message" | ..., "data": ...}.
+                    message = await cast(
+                        "Awaitable[dict[str, object] | None]",
+                        pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0),
+                    )
                     if message is None:
                         continue
                     if message["type"] == "subscribe":
                         cache.clear()  # anything cached before this moment may have missed a message
                         cache.live = True
                         continue
-                    revoked = revocations.parse(message["data"])
-                    for token_id in revoked.token_ids:
-                        cache.drop(token_tag(token_id))
-                    for family in revoked.families:
-                        cache.drop(family_tag(family))
-                    for user_id in revoked.users:
-                        cache.drop(user_tag(user_id))
+                    data = message["data"]
+                    if isinstance(data, bytes | str):
+                        _drop_revoked(cache, revocations.parse(data))
         except asyncio.CancelledError:
             raise
-        except (redis.exceptions.RedisError, OSError) as exc:
+        except (_REDIS_ERROR, OSError) as exc:
             log.warning("revocation subscription lost (%s); verification cache off", type(exc).__name__)
         finally:
             cache.live = False
@@ -158,24 +173,32 @@ async def follow_revocations(client: redis.asyncio.Redis, channel: str, cache: V
         await asyncio.sleep(1.0)
 
 
-async def verification_cache(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: the cache and the task that keeps it subscribed (none if TTL is 0)."""
-    settings = app[settings_key]
+def _drop_revoked(cache: VerificationCache, revoked: revocations.Revoked) -> None:
+    for token_id in revoked.token_ids:
+        cache.drop(token_tag(token_id))
+    for family in revoked.families:
+        cache.drop(family_tag(family))
+    for user_id in revoked.users:
+        cache.drop(user_tag(user_id))
+
+
+@contextlib.asynccontextmanager
+async def running_cache(settings: Settings) -> AsyncIterator[VerificationCache]:
+    """The gateway's cache, kept subscribed for as long as the block runs (off if the TTL is 0)."""
     if settings.verify_cache_ttl <= 0:
-        app[verification_cache_key] = VerificationCache(0)
-        yield
+        yield VerificationCache(0)
         return
-    client = redis.asyncio.Redis.from_url(
+    client = redis.asyncio.from_url(
         settings.redis_url,
         socket_connect_timeout=settings.store_timeout,
         health_check_interval=1,  # a dead connection is noticed within about a second
     )
-    cache = app[verification_cache_key] = VerificationCache(
-        settings.verify_cache_ttl, client=client, prefix=settings.redis_prefix
-    )
+    cache = VerificationCache(settings.verify_cache_ttl, client=client, prefix=settings.redis_prefix)
     task = asyncio.create_task(follow_revocations(client, revocations.channel(settings.redis_prefix), cache))
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await client.aclose()
+    try:
+        yield cache
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await client.aclose()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
 
-import redis.exceptions
+import redis.asyncio
 from aiohttp import web
-from redis.asyncio import Redis
 
 from issuer.keys import (
     logins_key,
@@ -19,31 +17,37 @@ from issuer.keys import (
     throttle_key,
 )
 from issuer.logins import Logins
-from issuer.pairs import CredentialCache, Pairs, PairStore
+from issuer.pair_store import CredentialCache, PairStore
+from issuer.pairs import Pairs
 from issuer.redis_keys import ATTEMPT_LEASE_MARGIN_S, REDIS_POOL_MAX, RedisKeys
-from issuer.routes import setup_routes
+from issuer.routes import ROUTES
+from issuer.scripts import REDIS_DOWN
 from issuer.sessions import Sessions
 from issuer.throttle import FailureThrottle
 from issuer.trail import SecurityTrail
+from shared.contracts.issuer import ISSUER_API
+from shared.contracts.registry import RegistryClient
+from shared.contracts.server import add_api_routes
 from shared.errors import Unavailable
 from shared.internal import InternalClient, domain_error_middleware, internal_key_middleware
 from shared.settings import Settings
 from shared.web import base_app
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 @web.middleware
-async def redis_error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def redis_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Redis not answering becomes `Unavailable` here, once, for every route."""
     try:
-        response: web.StreamResponse = await handler(request)
-        return response
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        return await handler(request)
+    except REDIS_DOWN as exc:
         raise Unavailable("redis did not answer") from exc
 
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    client = Redis.from_url(
+    client = redis.asyncio.from_url(
         settings.redis_url,
         # Far above what the gateways' connection limits let in at once: redis-py's default (100)
         # answered a burst of parallel logins "too many connections". (A blocking pool would queue
@@ -60,13 +64,13 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
 
 async def registry_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    client = InternalClient(
-        "registry", settings.registry_url, settings.internal_key, settings.backend_timeout
+    client = RegistryClient(
+        InternalClient("registry", settings.registry_url, settings.internal_key, settings.backend_timeout)
     )
-    await client.start()
+    await client.transport.start()
     app[registry_key] = client
     yield
-    await client.close()
+    await client.transport.close()
 
 
 async def domain_objects(app: web.Application) -> AsyncIterator[None]:
@@ -99,8 +103,8 @@ async def domain_objects(app: web.Application) -> AsyncIterator[None]:
 
 async def readiness(app: web.Application) -> dict[str, bool]:
     try:
-        redis_ok = bool(await app[redis_key].ping())
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        redis_ok = await app[redis_key].ping()
+    except REDIS_DOWN:
         redis_ok = False
     return {"redis": redis_ok}
 
@@ -117,5 +121,5 @@ async def create_app(settings: Settings | None = None) -> web.Application:
     )
     app[settings_key] = settings
     app.cleanup_ctx.extend([redis_client, registry_client, domain_objects])
-    setup_routes(app)
+    add_api_routes(app, ISSUER_API, ROUTES)
     return app

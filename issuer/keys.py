@@ -9,12 +9,13 @@ from issuer.logins import Logins
 from issuer.pairs import Pairs
 from issuer.sessions import Sessions
 from issuer.throttle import FailureThrottle
-from shared.internal import InternalClient
+from shared.contracts.registry import RegistryClient
 from shared.settings import Settings
 
-settings_key = web.AppKey("settings", Settings)
-redis_key = web.AppKey("redis", Redis)
-registry_key = web.AppKey("registry", InternalClient)
+# Annotated rather than given the class: the classes of Settings and Redis carry untyped parts.
+settings_key: web.AppKey[Settings] = web.AppKey("settings")
+redis_key: web.AppKey[Redis] = web.AppKey("redis")
+registry_key = web.AppKey("registry", RegistryClient)
 sessions_key = web.AppKey("sessions", Sessions)
 throttle_key = web.AppKey("throttle", FailureThrottle)
 logins_key = web.AppKey("logins", Logins)

@@ -7,12 +7,14 @@ was not a failure. A login the throttle refuses is recorded as login_blocked, on
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+
+from pydantic import JsonValue
 
 from issuer.throttle import ACCOUNT, FailureThrottle, Outcome, Refusal, Subjects
 from issuer.trail import SecurityTrail
+from shared.contracts.registry import RegistryClient
+from shared.contracts.registry.accounts import PasswordLogin, User
 from shared.errors import BadCredentials, NotFound, TokenHubError
-from shared.internal import InternalClient
 
 # Longest login name an audit event repeats: enough to recognise it, not a place to store essays.
 _AUDITED_LOGIN_CHARS = 100
@@ -47,13 +49,13 @@ class Attempt:
 
 
 class Logins:
-    def __init__(self, throttle: FailureThrottle, registry: InternalClient, trail: SecurityTrail) -> None:
+    def __init__(self, throttle: FailureThrottle, registry: RegistryClient, trail: SecurityTrail) -> None:
         self._throttle = throttle
         self._registry = registry
         self._trail = trail
 
     async def hold(
-        self, realm: str, subjects: Subjects, *, blocked_event: str | None, details: dict[str, Any]
+        self, realm: str, subjects: Subjects, *, blocked_event: str | None, details: dict[str, JsonValue]
     ) -> str:
         """Hold an attempt against these subjects and return its id; Throttled when one of them has
         no failures left, the window's first such refusal recorded as `blocked_event` (if any)."""
@@ -72,7 +74,7 @@ class Logins:
     async def attempt(self, realm: str, login: str, client_addr: str) -> Attempt:
         """Take an attempt for this account name and address, or raise Throttled."""
         subjects = {ACCOUNT: login.lower(), "address": client_addr}
-        details = {"login": login[:_AUDITED_LOGIN_CHARS]}
+        details: dict[str, JsonValue] = {"login": login[:_AUDITED_LOGIN_CHARS]}
         taken = await self.hold(realm, subjects, blocked_event="login_blocked", details=details)
         return Attempt(self._throttle, realm, subjects, taken)
 
@@ -84,19 +86,10 @@ class Logins:
         *,
         username: str | None = None,
         email: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> User:
         """The registry's record of the user whose password this is; BadCredentials otherwise (also
         for a disabled account: a right password must not be told apart from a wrong one)."""
-        reply = await self._registry.call(
-            "POST",
-            "/v1/users/authenticate",
-            {
-                "password": password,
-                "username": username,
-                "email": email,
-                "realm": realm,
-                "client_addr": client_addr,
-            },
+        login = PasswordLogin(
+            password=password, username=username, email=email, realm=realm, client_addr=client_addr
         )
-        user: dict[str, Any] = reply["user"]
-        return user
+        return await self._registry.authenticate(login)

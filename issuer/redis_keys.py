@@ -41,7 +41,7 @@ class RedisKeys:
         least that of every session in it (set at open, pushed forward, never back, on each use)."""
         return f"{self.prefix}sesstok:{realm}:{token_id}"
 
-    # --- ChatApp-style access/refresh pairs (issuer/pairs.py) -----------------------------------
+    # --- ChatApp-style access/refresh pairs (issuer/pair_store.py) --------------------------------
     # A family is everything descended from one tokens.make. The family hash holds who it belongs
     # to and the lifetimes the app had at make time; each token is a small key of its own, so Redis
     # expires it at its end. Revoking a family deletes only the family hash: every token lookup
@@ -79,12 +79,6 @@ class RedisKeys:
         gateways that cache verifications: the one revocation channel of shared/revocations.py."""
         return revocations.channel(self.prefix)
 
-
-# A realm names a family of sessions (a dialect's logins); the issuer attaches no meaning to it.
-REALM_PATTERN = r"[a-z][a-z0-9_]{0,31}"
-# Longest idle timeout a caller may ask for, and the shortest.
-MAX_SESSION_IDLE_S = 7 * 24 * 3600
-MIN_SESSION_IDLE_S = 10
 
 # Realm of the ChatApp credential throttle (failed tokens.make per e-mail and per client address).
 PAIRS_REALM = "chatapp"

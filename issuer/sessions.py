@@ -6,52 +6,35 @@ epoch is current and the account is not disabled."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import cast
 
-import orjson
 from redis.asyncio import Redis
 from redis.typing import EncodableT, FieldT
 
 from issuer.logins import Logins
 from issuer.redis_keys import RedisKeys
+from issuer.scripts import Script, execute
 from shared import revocations
+from shared.contracts.issuer import SessionInfo, SessionOpened
+from shared.contracts.registry import RegistryClient
+from shared.contracts.registry.accounts import User
 from shared.errors import AccountDisabled, BadCredentials, Expired, NotFound
-from shared.internal import InternalClient
 from shared.secrets import lookup_hash, new_hex_secret
 
-_TOUCH_BOUNDED_SESSION = (Path(__file__).parent / "lua" / "touch_bounded_session.lua").read_text()
 # SPOP's count: more than any set of sessions holds, so one call empties the set.
 _ALL = 2**31 - 1
 
 
-@dataclass(frozen=True)
-class SessionInfo:
-    """A live session: its user and, when it was opened with a long-lived token, the token's id
-    and access flags (whose meaning is the caller's business)."""
-
-    user: dict[str, Any]
-    token_id: int | None = None
-    flags: int | None = None
-
-    def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {"user": self.user}
-        if self.token_id is not None:
-            wire.update(token_id=self.token_id, flags=self.flags)
-        return wire
-
-
 class Sessions:
     def __init__(
-        self, redis: Redis, keys: RedisKeys, registry: InternalClient, pepper: str, logins: Logins
+        self, redis: Redis, keys: RedisKeys, registry: RegistryClient, pepper: str, logins: Logins
     ) -> None:
         self._redis = redis
         self._keys = keys
         self._registry = registry
         self._pepper = pepper
         self._logins = logins
-        self._touch_bounded = redis.register_script(_TOUCH_BOUNDED_SESSION)
+        self._touch_bounded = Script(redis, "touch_bounded_session")
 
     def _session_key(self, realm: str, session_id: str) -> str:
         return self._keys.session(realm, lookup_hash(session_id, self._pepper).hex())
@@ -74,21 +57,21 @@ class Sessions:
         *,
         username: str | None = None,
         email: str | None = None,
-    ) -> tuple[str, dict[str, Any]]:
-        """Check the password with the registry and open a session; return (session id, user)."""
+    ) -> SessionOpened:
+        """Check the password with the registry and open a session."""
         attempt = await self._logins.attempt(realm, username or email or "", client_addr)
         async with attempt:
             user = await self._logins.check_password(
                 realm, password, client_addr, username=username, email=email
             )
-            epoch = await self._epoch_for(user["id"])
+            epoch = await self._epoch_for(user.id)
         session_id = new_hex_secret(16)
         key = self._session_key(realm, session_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"user": orjson.dumps(user), "idle": idle, "epoch": epoch})
+            pipe.hset(key, mapping={"user": _user_json(user), "idle": idle, "epoch": epoch})
             pipe.expire(key, idle)
-            await pipe.execute()
-        return session_id, user
+            await execute(pipe)
+        return SessionOpened(session_id=session_id, user=user)
 
     async def end(self, realm: str, session_id: str) -> bool:
         return bool(await self._redis.delete(self._session_key(realm, session_id)))
@@ -97,18 +80,17 @@ class Sessions:
 
     async def open_with_token(
         self, realm: str, idle: int, user_id: int, token_id: int, flags: int, ends_at: int | None
-    ) -> tuple[str, dict[str, Any]]:
-        """Open a session for a token the caller has just checked with the registry; return (session
-        id, user). The user is read from the registry here, so the session holds the registry's
-        record of an active user. The session never outlives the token's end (`ends_at`, unix
-        seconds, None for none) and is indexed under the token, so `end_token_sessions` finds it."""
+    ) -> SessionOpened:
+        """Open a session for a token the caller has just checked with the registry. The user is
+        read from the registry here, so the session holds the registry's record of an active user.
+        The session never outlives the token's end (`ends_at`, unix seconds, None for none) and is
+        indexed under the token, so `end_token_sessions` finds it."""
         now = int(time.time())
         ttl = idle if ends_at is None else min(idle, ends_at - now)
         if ttl <= 0:
             raise Expired("the token has ended")
-        reply = await self._registry.call("GET", f"/v1/users/{user_id}")
-        user: dict[str, Any] = reply["user"]
-        if user["status"] != "active":
+        user = await self._registry.get_user(user_id)
+        if user.status != "active":
             raise AccountDisabled("the account is disabled", user_id=user_id)
         try:
             epoch = await self._epoch_for(user_id)
@@ -123,9 +105,9 @@ class Sessions:
             pipe.sadd(index, session_hash)
             pipe.expire(index, idle, nx=True)
             pipe.expire(index, idle, gt=True)
-            await pipe.execute()
+            await execute(pipe)
         fields: dict[FieldT, EncodableT] = {
-            "user": orjson.dumps(user),
+            "user": _user_json(user),
             "idle": idle,
             "token_id": token_id,
             "flags": flags,
@@ -137,40 +119,40 @@ class Sessions:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=fields)
             pipe.expire(key, ttl)
-            await pipe.execute()
-        return session_id, user
+            await execute(pipe)
+        return SessionOpened(session_id=session_id, user=user)
 
     async def resolve_info(self, realm: str, session_id: str) -> SessionInfo:
         """The user of a live session (and, for a token session, its token and flags), sliding its
-        idle timeout. A token session
-        ends with its token: at the token's end, when it is no longer in the token's index (the
-        token was deleted or changed), or once the token is announced revoked (shared/revocations:
-        the sweeper's expiry and idle deletion, a dialect's delete)."""
+        idle timeout. A token session ends with its token: at the token's end, when it is no longer
+        in the token's index (the token was deleted or changed), or once the token is announced
+        revoked (shared/revocations: the sweeper's expiry and idle deletion, a dialect's delete)."""
         session_hash = lookup_hash(session_id, self._pepper).hex()
         key = self._keys.session(realm, session_hash)
         reply = await self._touch_bounded(keys=[key], args=[int(time.time())])
         if not reply:
             raise NotFound("no such session")
-        user: dict[str, Any] = orjson.loads(reply[0])
+        stored, ttl, token_id, flags, epoch = reply
+        assert isinstance(stored, bytes)
+        user = User.model_validate_json(stored)
         # Its own command: the account's state lives in another slot than the session.
-        state = await revocations.account_state(self._redis, self._keys.prefix, user["id"])
-        if not state.honours(int(reply[4] or 0)):
+        state = await revocations.account_state(self._redis, self._keys.prefix, user.id)
+        if not state.honours(int(epoch or 0)):
             await self._redis.delete(key)
             raise NotFound("the account's sessions have been ended")
-        if not reply[2]:
-            return SessionInfo(user)
-        token_id, ttl = int(reply[2]), int(reply[1])
-        index = self._keys.token_sessions(realm, token_id)
+        if not token_id:
+            return SessionInfo(user=user)
+        index = self._keys.token_sessions(realm, int(token_id))
         # Commands of their own, not in the script: the index and the marker live in other slots.
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.sismember(index, session_hash)
-            pipe.expire(index, ttl, gt=True)  # the index outlives each of its sessions
-            pipe.exists(revocations.marker_key(self._keys.prefix, token_id))
-            member, _, revoked = await pipe.execute()
+            pipe.expire(index, int(ttl), gt=True)  # the index outlives each of its sessions
+            pipe.exists(revocations.marker_key(self._keys.prefix, int(token_id)))
+            member, _, revoked = await execute(pipe)
         if not member or revoked:
             await self._redis.delete(key)
             raise NotFound("the token that opened the session has ended")
-        return SessionInfo(user, token_id, int(reply[3]))
+        return SessionInfo(user=user, token_id=int(token_id), flags=int(flags))
 
     async def end_token_sessions(self, realm: str, token_ids: list[int], *, revoked: bool) -> int:
         """End every session opened with these tokens; return how many were live.
@@ -192,11 +174,17 @@ class Sessions:
             # a new set, and so is ended by the next change of its token, not lost.
             for token_id in token_ids:
                 pipe.spop(self._keys.token_sessions(realm, token_id), _ALL)
-            replies = await pipe.execute()
-        popped = replies[-len(token_ids) :] if token_ids else []
+            replies = await execute(pipe)
+        # SPOP with a count answers a list of members (None for a set that does not exist).
+        popped = cast(list[list[bytes] | None], replies[-len(token_ids) :]) if token_ids else []
         async with self._redis.pipeline(transaction=False) as pipe:
             for members in popped:
                 for session_hash in members or []:
                     pipe.delete(self._keys.session(realm, session_hash.decode()))
-            deleted = await pipe.execute()
-        return sum(int(n) for n in deleted)
+            deleted = cast(list[int], await execute(pipe))
+        return sum(deleted)
+
+
+def _user_json(user: User) -> bytes:
+    """The user as a session holds it: the registry's record, as JSON."""
+    return user.__pydantic_serializer__.to_json(user)

@@ -21,16 +21,14 @@ import random
 import secrets
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from redis.asyncio import Redis
 
 from issuer.redis_keys import ATTEMPT_WAIT_FIRST_S, ATTEMPT_WAIT_LONGEST_S, ATTEMPT_WAIT_MAX_S, RedisKeys
+from issuer.scripts import Script
 from shared.errors import Throttled, Unavailable
 from shared.secrets import lookup_hash
-
-_LUA = Path(__file__).parent / "lua"
 
 # What an attempt is counted against: {"account": "alice", "address": "192.0.2.1"}.
 Subjects = dict[str, str]
@@ -74,8 +72,8 @@ class FailureThrottle:
         self.window = window
         self._lease_ms = int(lease * 1000)
         self._max_wait = max_wait
-        self._take = redis.register_script((_LUA / "attempt_take.lua").read_text())
-        self._finish = redis.register_script((_LUA / "attempt_finish.lua").read_text())
+        self._take = Script(redis, "attempt_take")
+        self._finish = Script(redis, "attempt_finish")
 
     def _keys_of(self, realm: str, subjects: Subjects) -> list[str]:
         """Each subject's failures and leases, in attempt_take.lua's order."""
@@ -102,6 +100,7 @@ class FailureThrottle:
         pause = ATTEMPT_WAIT_FIRST_S
         while True:
             reply = await self._take(keys=keys, args=[attempt, self._lease_ms, *limits])
+            assert reply is not None
             status = int(reply[0])
             if status == _TAKEN:
                 return attempt

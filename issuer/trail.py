@@ -4,16 +4,18 @@ the throttle, a refresh token reused, a quota refused), written to the registry'
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from pydantic import JsonValue
+
+from shared.contracts.registry import RegistryClient
+from shared.contracts.registry.accounts import AuditEvent
 from shared.errors import TokenHubError
-from shared.internal import InternalClient
 
 log = logging.getLogger(__name__)
 
 
 class SecurityTrail:
-    def __init__(self, registry: InternalClient) -> None:
+    def __init__(self, registry: RegistryClient) -> None:
         self._registry = registry
 
     async def record(
@@ -23,22 +25,19 @@ class SecurityTrail:
         kind: str,
         client_addr: str,
         subject_id: int | None = None,
-        details: dict[str, Any] | None = None,
+        details: dict[str, JsonValue] | None = None,
     ) -> None:
         """Append one event. What it records has already happened and must stand, so a registry that
         does not answer costs the event, loudly in the log, never the reply."""
-        body = {
-            "event": event,
-            "subject_id": subject_id,
-            "kind": kind,
-            "client_addr": client_addr,
-            "details": details or {},
-        }
+        details = details or {}
+        witnessed = AuditEvent(
+            event=event, subject_id=subject_id, kind=kind, client_addr=client_addr, details=details
+        )
         try:
-            await self._registry.call("POST", "/v1/audit", body)
+            await self._registry.append_audit(witnessed)
         except TokenHubError as exc:
             log.error(
                 "audit event lost: %s",
                 exc.message,
-                extra={"audit_event": event, "user_id": subject_id, **(details or {})},
+                extra={"audit_event": event, "user_id": subject_id, **details},
             )

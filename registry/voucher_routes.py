@@ -54,8 +54,3 @@ ROUTES: list[Route] = [
     route(DELETE_VOUCHERS, delete_vouchers),
 ]
 
-
-def setup_voucher_routes(app: web.Application) -> None:
-    """TRANSITIONAL (issue 14): until registry/app.py serves REGISTRY_API with add_api_routes."""
-    for r in ROUTES:
-        app.router.add_post(r.path, r.handle)

@@ -38,8 +38,3 @@ ROUTES: list[Route] = [
     route(contract.AUTHENTICATE, authenticate_token),
 ]
 
-
-def setup_wialon_routes(app: web.Application) -> None:
-    """TRANSITIONAL (issue 14): until registry/app.py serves REGISTRY_API with add_api_routes."""
-    for r in ROUTES:
-        app.router.add_post(r.path, r.handle)

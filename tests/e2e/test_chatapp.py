@@ -22,7 +22,7 @@ import orjson
 import pytest
 import redis.asyncio
 
-from issuer.pairs import next_utc_midnight, utc_day
+from issuer.quota import next_utc_midnight, utc_day
 from shared.internal import KEY_REFUSED
 from tests.conftest import run_cli
 from tests.e2e.harness import Cluster, ServiceProcess, free_port, http_status, running_cluster

@@ -12,8 +12,11 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
-from issuer.pairs import CredentialCache, Pair, PairStore, next_utc_midnight, token_family
+from issuer.pair_store import CredentialCache, PairStore
+from issuer.pair_tokens import token_family
+from issuer.quota import next_utc_midnight
 from issuer.redis_keys import QUOTA_GRACE_S, RedisKeys
+from shared.contracts.issuer import Pair
 
 PEPPER = "test-pepper-of-sixteen-bytes-or-more"
 DAY = 86400

@@ -11,18 +11,10 @@ import pytest
 from redis.crc import key_slot
 
 from gateway.dialects import chatapp
-from issuer.pairs import (
-    PREFIXES,
-    TOKEN_LENGTH,
-    Quota,
-    new_family_id,
-    new_token,
-    next_utc_midnight,
-    seconds_to_reset,
-    token_family,
-    utc_day,
-)
+from issuer.pair_tokens import PREFIXES, TOKEN_LENGTH, new_family_id, new_token, token_family
+from issuer.quota import next_utc_midnight, seconds_to_reset, utc_day
 from issuer.redis_keys import RedisKeys
+from shared.contracts.issuer import Pair, Quota
 
 
 def _utc(text: str) -> int:
@@ -108,7 +100,8 @@ def test_retry_after_counts_the_seconds_to_midnight() -> None:
 
 
 def test_quota_wire_form() -> None:
-    assert Quota(100, 7, 1_700_000_000).to_wire() == {"limit": 100, "remaining": 7, "reset_at": 1_700_000_000}
+    quota = Quota(limit=100, remaining=7, reset_at=1_700_000_000)
+    assert quota.model_dump(mode="json") == {"limit": 100, "remaining": 7, "reset_at": 1_700_000_000}
 
 
 # --- the gateway dialect's reading of requests ---------------------------------------------------
@@ -177,14 +170,14 @@ def test_a_numeric_app_id_names_the_same_app() -> None:
 
 
 def test_pair_data_uses_chatapp_names_and_unix_seconds() -> None:
-    pair = {
-        "user_id": 7,
-        "app_id": "app",
-        "access_token": "th_at_x",
-        "access_expires_at": 1_700_086_400,
-        "refresh_token": "th_rt_y",
-        "refresh_expires_at": 1_701_209_600,
-    }
+    pair = Pair(
+        user_id=7,
+        app_id="app",
+        access_token="th_at_x",
+        access_expires_at=1_700_086_400,
+        refresh_token="th_rt_y",
+        refresh_expires_at=1_701_209_600,
+    )
     assert chatapp.pair_data(pair) == {
         "cabinetUserId": 7,
         "accessToken": "th_at_x",

@@ -275,7 +275,7 @@ async def authenticate_token(ctx: Context, secret: str) -> Caller:
     (gateway/verification_cache.py), which records nothing the registry would have written."""
     cache = ctx.request.app[verification_cache_key]
     key = cache_key("zabbix", secret)
-    reply: dict[str, Any] | None = cache.get(key)
+    reply: dict[str, Any] | None = cache.get(key, dict)
     if reply is None or (reply["expires_at"] is not None and reply["expires_at"] < time.time()):
         try:
             reply = await ctx.backends.registry.call(
