@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import TypeVar
 
 import asyncpg
@@ -58,6 +58,22 @@ async def blocked_on_a_lock(conn: asyncpg.Connection, task: asyncio.Future[T], w
         await asyncio.sleep(0.01)
     assert not task.done(), "the registry did not wait for the concurrent transaction"
     assert await waiting_for_locks(conn) >= waiters
+
+
+async def refused_once_committed(
+    raw: asyncpg.Connection, held: tuple[str, *tuple[object, ...]], work: Coroutine[object, object, T]
+) -> NameTaken:
+    """Run `work` while `raw` holds the statement `held` (SQL, then its arguments) uncommitted;
+    commit once the work waits for it; the NameTaken the work then ends with."""
+    holding = raw.transaction()
+    await holding.start()
+    await raw.execute(*held)
+    task = asyncio.create_task(work)
+    await blocked_on_a_lock(raw, task)
+    await holding.commit()
+    with pytest.raises(NameTaken) as refused:
+        await task
+    return refused.value
 
 
 def unique_name(label: str) -> str:
@@ -114,17 +130,11 @@ async def test_a_create_that_meets_a_name_being_committed_waits_and_is_told_it(
         actor_id=ADMIN_ID,
         tokens=[NewToken(owner_id=ADMIN_ID, name=other), NewToken(owner_id=ADMIN_ID, name=name)],
     )
-    holding = raw.transaction()
-    await holding.start()
-    await raw.execute(
-        "INSERT INTO tokens (kind, owner_id, creator_id, name) VALUES ('zabbix', $1, $1, $2)", ADMIN_ID, name
+    held = "INSERT INTO tokens (kind, owner_id, creator_id, name) VALUES ('zabbix', $1, $1, $2)"
+    refused = await refused_once_committed(
+        raw, (held, ADMIN_ID, name), trio.registry.create_zabbix_tokens(request)
     )
-    task = asyncio.create_task(trio.registry.create_zabbix_tokens(request))
-    await blocked_on_a_lock(raw, task)
-    await holding.commit()
-    with pytest.raises(NameTaken) as refused:
-        await task
-    assert (refused.value.owner_id, refused.value.name, refused.value.position) == (ADMIN_ID, name, None)
+    assert (refused.owner_id, refused.name, refused.position) == (ADMIN_ID, name, None)
     assert await names_of(trio, other) == 0  # all or nothing
 
 
@@ -138,18 +148,12 @@ async def test_a_rename_that_meets_a_name_being_committed_waits_and_is_told_it(
             tokens=[NewToken(owner_id=ADMIN_ID, name=first), NewToken(owner_id=ADMIN_ID, name=second)],
         )
     )
-    holding = raw.transaction()
-    await holding.start()
-    await raw.execute("UPDATE tokens SET name = $2 WHERE id = $1", ids[0], wanted)
     rename = UpdateRequest(
         actor_id=ADMIN_ID, tokens=[TokenChange(id=ids[1], name=wanted, description="renamed")]
     )
-    task = asyncio.create_task(trio.registry.update_zabbix_tokens(rename))
-    await blocked_on_a_lock(raw, task)
-    await holding.commit()
-    with pytest.raises(NameTaken) as refused:
-        await task
-    assert (refused.value.owner_id, refused.value.name, refused.value.position) == (ADMIN_ID, wanted, None)
+    held = ("UPDATE tokens SET name = $2 WHERE id = $1", ids[0], wanted)
+    refused = await refused_once_committed(raw, held, trio.registry.update_zabbix_tokens(rename))
+    assert (refused.owner_id, refused.name, refused.position) == (ADMIN_ID, wanted, None)
     page = await trio.registry.query_zabbix_tokens(QueryRequest(actor_id=ADMIN_ID, ids=[ids[1]]))
     assert [(t.name, t.description) for t in page.tokens] == [(second, "")]  # untouched
 

@@ -13,7 +13,7 @@ are found with sets, and a digit string is measured before it is converted.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar, cast
 
@@ -38,6 +38,7 @@ Scalar = str | int | float | bool | None
 Array = JsonObject | list[JsonValue]
 
 T = TypeVar("T")
+H = TypeVar("H", bound=Hashable)
 T_co = TypeVar("T_co", covariant=True)
 
 
@@ -168,6 +169,20 @@ def check_length(value: Array, path: str, length: int) -> None:
         raise invalid_param(path, "value is too long")
 
 
+def each(value: Array, path: str, rule: Rule[H], *, uniq: bool) -> list[H]:
+    """Every item of a list that passed `rule`; with `uniq`, the first repeat is refused at its path."""
+    result: list[H] = []
+    seen: set[H] = set()
+    for index, item in enumerate(php_values(value), start=1):
+        checked = rule.validate(item, child(path, index))
+        if uniq:
+            if checked in seen:
+                raise invalid_param(child(path, index), f"value ({checked}) already exists")
+            seen.add(checked)
+        result.append(checked)
+    return result
+
+
 @dataclass(frozen=True)
 class Ids(Rule[list[int]]):
     """A list of at most `length` ids; `normalize` accepts one valid id alone; `uniq` refuses repeats."""
@@ -185,16 +200,7 @@ class Ids(Rule[list[int]]):
         if self.not_empty and not value:
             raise invalid_param(path, "cannot be empty")
         check_length(value, path, self.length)
-        ids: list[int] = []
-        seen: set[int] = set()
-        for index, item in enumerate(php_values(value), start=1):
-            token_id = Id().validate(item, child(path, index))
-            if self.uniq:
-                if token_id in seen:
-                    raise invalid_param(child(path, index), f"value ({token_id}) already exists")
-                seen.add(token_id)
-            ids.append(token_id)
-        return ids
+        return each(value, path, Id(), uniq=self.uniq)
 
 
 @dataclass(frozen=True)
@@ -228,16 +234,7 @@ class Strings(Rule[list[str]]):
         if not is_array(value):
             raise invalid_param(path, "an array is expected")
         check_length(value, path, self.length)
-        result: list[str] = []
-        seen: set[str] = set()
-        for index, item in enumerate(php_values(value), start=1):
-            text = String(one_of=self.one_of).validate(item, child(path, index))
-            if self.uniq:
-                if text in seen:
-                    raise invalid_param(child(path, index), f"value ({text}) already exists")
-                seen.add(text)
-            result.append(text)
-        return result
+        return each(value, path, String(one_of=self.one_of), uniq=self.uniq)
 
 
 @dataclass(frozen=True)
