@@ -83,20 +83,24 @@ WHERE t.secret_hash = $1 AND t.kind = 'zabbix';
 -- name: select_tokens
 -- The tokens the actor ($1) may see: every one for a super admin, else its own; none for an actor
 -- that may see none (unknown, disabled, a guest: the caller tells which when nothing comes back).
+-- The actor is read by uncorrelated subqueries, which Postgres runs once, before the scan, and then
+-- uses as constants (a refused actor's scan does not run at all).
 -- The whole statement; registry/zabbix_tokens.py narrows it by appending "AND ..." conditions, then
 -- ORDER BY and LIMIT, each built from a fixed column expression and $n parameters, never from text
--- of the request. With one actor row, the join is the tokens' scan, filtered.
+-- of the request.
 SELECT t.id, t.owner_id, t.creator_id, t.name, t.description, t.status,
        unix_seconds(t.created_at) AS created_at,
        unix_seconds(t.expires_at) AS expires_at,
        unix_seconds(t.last_used_at) AS last_used_at
-FROM users a
-JOIN tokens t ON t.kind = 'zabbix' AND (a.role = 'super_admin' OR t.owner_id = a.id)
-WHERE a.id = $1 AND a.status = 'active' AND a.role <> 'guest'
+FROM tokens t
+WHERE t.kind = 'zabbix'
+  AND (SELECT a.status = 'active' AND a.role <> 'guest' FROM users a WHERE a.id = $1)
+  AND (t.owner_id = $1 OR (SELECT a.role = 'super_admin' FROM users a WHERE a.id = $1))
 
 -- name: count_tokens
 -- As select_tokens, counting; narrowed by appending "AND ..." conditions in the same way.
 SELECT count(*)
-FROM users a
-JOIN tokens t ON t.kind = 'zabbix' AND (a.role = 'super_admin' OR t.owner_id = a.id)
-WHERE a.id = $1 AND a.status = 'active' AND a.role <> 'guest'
+FROM tokens t
+WHERE t.kind = 'zabbix'
+  AND (SELECT a.status = 'active' AND a.role <> 'guest' FROM users a WHERE a.id = $1)
+  AND (t.owner_id = $1 OR (SELECT a.role = 'super_admin' FROM users a WHERE a.id = $1))
