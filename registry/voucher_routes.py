@@ -53,4 +53,3 @@ ROUTES: list[Route] = [
     route(REPAY_VOUCHERS, repay_vouchers),
     route(DELETE_VOUCHERS, delete_vouchers),
 ]
-

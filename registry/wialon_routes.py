@@ -37,4 +37,3 @@ ROUTES: list[Route] = [
     route(contract.LIST, list_tokens),
     route(contract.AUTHENTICATE, authenticate_token),
 ]
-

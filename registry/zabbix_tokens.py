@@ -1,24 +1,42 @@
-"""Named API tokens (kind 'zabbix'): create, update, delete, generate a secret, query, authenticate.
+"""Named API tokens (kind 'zabbix'): the store behind the endpoints of
+shared/contracts/registry/zabbix_tokens.py, whose models it takes and answers.
 
-Internal vocabulary: ids are integers, times unix seconds, `null` for "never" in output; in query
-filters on a time, 0 stands for "never". Who may do what is decided here, from the actor's role in
-Postgres: a super admin manages every user's tokens, admins and users only their own, guests none.
-Tokens or owners the actor may not touch are reported exactly like missing ones.
+Who may do what is decided here, from the actor's role in Postgres: a super admin manages every
+user's tokens, admins and users only their own, guests none. Tokens or owners the actor may not
+touch are reported exactly like missing ones. A name is unique per owner by the unique index
+`tokens_zabbix_owner_name_key`, which decides every race: a clash, however it arises, is told as
+NameTaken with the name and the owner.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
 import asyncpg
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import BaseModel, JsonValue
 
-from registry.store import User
+from registry.store import User, acting_user
 from shared.audit import record_audit
 from shared.contracts.registry.accounts import AuditEvent
+from shared.contracts.registry.accounts import User as UserReply
+from shared.contracts.registry.zabbix_tokens import (
+    MAX_ROWS,
+    CreateRequest,
+    FilterField,
+    GeneratedToken,
+    IdsRequest,
+    QueryRequest,
+    SearchField,
+    SortField,
+    TokenAuthenticated,
+    UpdateRequest,
+    ZabbixToken,
+    ZabbixTokenPage,
+)
 from shared.errors import (
     BadCredentials,
     Expired,
@@ -28,102 +46,17 @@ from shared.errors import (
     Refused,
     TooManyRows,
 )
-from shared.postgres import Connection, row_as
+from shared.postgres import Connection, row_as, rows_as
 from shared.secrets import lookup_hash, new_hex_secret
 from shared.sqlfile import load_queries
 
 Q = load_queries(Path(__file__).with_name("zabbix_tokens.sql"))
 
-Status = Literal["active", "disabled"]
-# 0 is a valid id to ask for (nothing has it), as in Zabbix.
-Id = Annotated[int, Field(ge=0, le=2**63 - 1)]
-# Before 1970 is allowed: a token may be created already expired.
-UnixTime = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
-# A name's length is the dialect's rule; this only keeps rows sane.
-Name = Annotated[str, Field(min_length=1, max_length=255)]
+NAME_INDEX = "tokens_zabbix_owner_name_key"
 
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NewToken(_Body):
-    owner_id: Id
-    name: Name
-    description: Annotated[str, Field(max_length=65535)] = ""
-    status: Status = "active"
-    expires_at: UnixTime | None = None
-
-
-class TokenChange(_Body):
-    id: Id
-    name: Name | None = None
-    description: Annotated[str, Field(max_length=65535)] | None = None
-    status: Status | None = None
-    expires_at: UnixTime | None = None
-    # expires_at=None is a value ("never"); this says whether to change it at all.
-    set_expiry: bool = False
-
-
-class CreateRequest(_Body):
-    actor_id: Id
-    tokens: Annotated[list[NewToken], Field(min_length=1, max_length=10000)]
-    client_addr: str | None = None
-
-
-class UpdateRequest(_Body):
-    actor_id: Id
-    tokens: Annotated[list[TokenChange], Field(min_length=1, max_length=10000)]
-    client_addr: str | None = None
-
-
-class IdsRequest(_Body):
-    actor_id: Id
-    ids: Annotated[list[Id], Field(min_length=1, max_length=10000)]
-    client_addr: str | None = None
-
-
-SortField = Literal["id", "name", "last_used_at", "status", "expires_at", "created_at"]
-FilterField = Literal[
-    "id", "owner_id", "creator_id", "name", "status", "last_used_at", "expires_at", "created_at"
-]
-SearchField = Literal["name", "description"]
-
-
-# Most items in any list of a request; the dialect refuses more before it asks.
-MAX_ITEMS = 10_000
-# Most patterns per searched field: each is a condition of its own (and a query parameter).
-MAX_SEARCH_PATTERNS = 100
-# Most tokens one query answers; a query that matches more is refused (too_many), not cut short.
-MAX_ROWS = 10_000
-
-Items = Annotated[list[Id], Field(max_length=MAX_ITEMS)]
-
-
-class QueryRequest(_Body):
-    actor_id: Id
-    ids: Items | None = None
-    owner_ids: Items | None = None
-    secret: str | None = None
-    valid_at: UnixTime | None = None
-    expired_at: UnixTime | None = None
-    filter: dict[FilterField, Annotated[list[int | str], Field(max_length=MAX_ITEMS)]] = Field(
-        default_factory=dict
-    )
-    search: dict[SearchField, Annotated[list[str], Field(max_length=MAX_SEARCH_PATTERNS)]] = Field(
-        default_factory=dict
-    )
-    search_any: bool = False  # fields' conditions joined by OR instead of AND
-    search_prefix: bool = False  # patterns match at the start only
-    search_exclude: bool = False  # NOT LIKE
-    search_wildcards: bool = False  # `*` in a pattern matches anything; no implicit wildcards
-    sort: list[tuple[SortField, Literal["asc", "desc"]]] = Field(default_factory=list)
-    limit: Annotated[int, Field(ge=1)] | None = None
-    count: bool = False
-
-
-# Column expressions by field. Queries are assembled only from these fixed texts and $n parameters.
-_SORT_EXPRESSION: dict[str, str] = {
+# Column expressions by field. Statements are grown only from these fixed texts, the blocks of
+# zabbix_tokens.sql and $n parameters.
+_SORT_EXPRESSION: dict[SortField, str] = {
     "id": "t.id",
     "name": "t.name",
     "last_used_at": "coalesce(t.last_used_at, 'epoch')",
@@ -132,7 +65,7 @@ _SORT_EXPRESSION: dict[str, str] = {
     "created_at": "t.created_at",
 }
 _EPOCH = "coalesce(unix_seconds({}), 0)"
-_FILTER_EXPRESSION: dict[str, tuple[str, str]] = {
+_FILTER_EXPRESSION: dict[FilterField, tuple[str, str]] = {
     "id": ("t.id", "bigint"),
     "owner_id": ("t.owner_id", "bigint"),
     "creator_id": ("t.creator_id", "bigint"),
@@ -142,8 +75,43 @@ _FILTER_EXPRESSION: dict[str, tuple[str, str]] = {
     "expires_at": (_EPOCH.format("t.expires_at"), "bigint"),
     "created_at": (_EPOCH.format("t.created_at"), "bigint"),
 }
+_SEARCH_EXPRESSION: dict[SearchField, str] = {"name": "t.name", "description": "t.description"}
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
-_SEARCH_EXPRESSION: dict[str, str] = {"name": "t.name", "description": "t.description"}
+
+
+# --- rows -----------------------------------------------------------------------------------------
+
+
+class _Id(BaseModel):
+    id: int
+
+
+class _Owned(BaseModel):
+    id: int
+    owner_id: int
+
+
+class _Named(BaseModel):
+    owner_id: int
+    name: str
+
+
+class _Count(BaseModel):
+    count: int
+
+
+class _Authenticated(BaseModel):
+    token_id: int
+    expires_at: int | None
+
+
+class _WhyNot(BaseModel):
+    status: str
+    expired: bool | None  # None: the token never ends
+    user_status: str
+
+
+# --- token.get's statement ------------------------------------------------------------------------
 
 
 def like_pattern(text: str, *, prefix: bool, wildcards: bool) -> str:
@@ -162,19 +130,26 @@ def _timestamp(unix: int | None) -> datetime | None:
     return None if unix is None else datetime.fromtimestamp(unix, UTC)
 
 
-class _Query:
-    """Collects conditions and their parameters for one SELECT."""
+@dataclass
+class Statement:
+    """A statement grown from a whole named block by appending fixed fragments; every value is a
+    $n parameter. Appending keeps each block a statement of its own (nothing is spliced into it)."""
 
-    def __init__(self) -> None:
-        self.conditions: list[str] = []
-        self.args: list[Any] = []
+    sql: str
+    args: list[object] = field(default_factory=list)
 
-    def param(self, value: Any) -> str:
+    def param(self, value: object) -> str:
         self.args.append(value)
         return f"${len(self.args)}"
 
+    def where(self, condition: str) -> None:
+        self.sql += f"\n  AND {condition}"
 
-def _one_of(column: str, values: list[int], q: _Query) -> str:
+    def append(self, clause: str) -> None:
+        self.sql += f"\n{clause}"
+
+
+def _one_of(column: str, values: list[int], q: Statement) -> str:
     """`column = $n` for one value, `= ANY($n)` for several. The common single-id lookup then gets
     the cached generic plan: Postgres cannot cost `= ANY` of an unknown array, keeps planning it
     afresh on every execution, and planning was two thirds of that statement's server time."""
@@ -183,27 +158,27 @@ def _one_of(column: str, values: list[int], q: _Query) -> str:
     return f"{column} = ANY({q.param(values)}::bigint[])"
 
 
-def build_query(req: QueryRequest, pepper: str) -> tuple[str, str, list[Any]]:
-    """The conditions of a token query, its ORDER BY/LIMIT, and the parameters of both ($1 is
-    the actor, whose role the SQL itself turns into the scope)."""
-    q = _Query()
+def build_query(req: QueryRequest, pepper: str) -> Statement:
+    """token.get's statement: select_tokens (or count_tokens) narrowed by the request's conditions,
+    then its ORDER BY and LIMIT. $1 is the actor, whose role the SQL itself turns into the scope."""
+    q = Statement(Q["count_tokens"] if req.count else Q["select_tokens"])
     q.param(req.actor_id)
     if req.ids is not None:
-        q.conditions.append(_one_of("t.id", req.ids, q))
+        q.where(_one_of("t.id", req.ids, q))
     if req.owner_ids is not None:
-        q.conditions.append(_one_of("t.owner_id", req.owner_ids, q))
+        q.where(_one_of("t.owner_id", req.owner_ids, q))
     if req.secret is not None:
-        q.conditions.append(f"t.secret_hash = {q.param(lookup_hash(req.secret, pepper))}")
+        q.where(f"t.secret_hash = {q.param(lookup_hash(req.secret, pepper))}")
     if req.valid_at is not None:
-        q.conditions.append(f"(t.expires_at IS NULL OR t.expires_at > {q.param(_timestamp(req.valid_at))})")
+        q.where(f"(t.expires_at IS NULL OR t.expires_at > {q.param(_timestamp(req.valid_at))})")
     if req.expired_at is not None:
-        q.conditions.append(f"t.expires_at <= {q.param(_timestamp(req.expired_at))}")
-    for field, values in req.filter.items():
-        expression, sql_type = _FILTER_EXPRESSION[field]
+        q.where(f"t.expires_at <= {q.param(_timestamp(req.expired_at))}")
+    for name, values in req.filter.items():
+        expression, sql_type = _FILTER_EXPRESSION[name]
         typed = _integers(values) if sql_type == "bigint" else [str(v) for v in values]
         # Values of the wrong type can match nothing; a filter left with none matches no row.
-        q.conditions.append(f"{expression} = ANY({q.param(typed)}::{sql_type}[])" if typed else "false")
-    matches = []
+        q.where(f"{expression} = ANY({q.param(typed)}::{sql_type}[])" if typed else "false")
+    matches: list[str] = []
     operator = "NOT ILIKE" if req.search_exclude else "ILIKE"
     for searched, patterns in req.search.items():
         alternatives = [
@@ -215,40 +190,42 @@ def build_query(req: QueryRequest, pepper: str) -> tuple[str, str, list[Any]]:
         if alternatives:
             matches.append("(" + " OR ".join(alternatives) + ")")
     if matches:
-        q.conditions.append("(" + (" OR " if req.search_any else " AND ").join(matches) + ")")
-
-    where = "".join(f"\n      AND {c}" for c in q.conditions)
-    order = ", ".join(f"{_SORT_EXPRESSION[f]} {d.upper()}" for f, d in req.sort)
-    tail = f"ORDER BY {order + ', ' if order else ''}t.id"
+        q.where("(" + (" OR " if req.search_any else " AND ").join(matches) + ")")
     if not req.count:
+        order = "".join(f"{_SORT_EXPRESSION[f]} {d.upper()}, " for f, d in req.sort)
         # One row past the most a query answers, to tell "exactly MAX_ROWS" from "more".
-        tail += f" LIMIT {q.param(min(req.limit or MAX_ROWS + 1, MAX_ROWS + 1))}"
-    return where, tail, q.args
+        q.append(f"ORDER BY {order}t.id LIMIT {q.param(min(req.limit or MAX_ROWS + 1, MAX_ROWS + 1))}")
+    return q
 
 
-_TOKEN_FIELDS = (
-    "id",
-    "owner_id",
-    "creator_id",
-    "name",
-    "description",
-    "status",
-    "created_at",
-    "expires_at",
-    "last_used_at",
-)
+# --- the store ------------------------------------------------------------------------------------
 
 
-def _check_actor(row: asyncpg.Record | dict[str, Any] | None) -> None:
-    """Refuse unknown, disabled and guest actors (guests manage no tokens)."""
-    if row is None or row["actor_status"] != "active":
+def _check_actor(actor: User | None) -> bool:
+    """Whether the actor is a super admin; refuses unknown and disabled actors, and guests (who
+    manage no tokens)."""
+    if actor is None or actor.status != "active":
         raise BadCredentials("unknown or disabled actor")
-    if row["actor_role"] == "guest":
+    if actor.role == "guest":
         raise Refused("guests manage no tokens", reason="role")
+    return actor.role == "super_admin"
 
 
-def _token(row: asyncpg.Record) -> dict[str, Any]:
-    return {name: row[name] for name in _TOKEN_FIELDS}
+def _refuse_repeats(pairs: Sequence[tuple[int, str] | None]) -> None:
+    """Refuse a request that would give two of its tokens one owner's name (None: no new name)."""
+    seen: set[tuple[int, str]] = set()
+    for position, pair in enumerate(pairs, start=1):
+        if pair is None:
+            continue
+        if pair in seen:
+            raise NameTaken(
+                "two tokens would get the same name", owner_id=pair[0], name=pair[1], position=position
+            )
+        seen.add(pair)
+
+
+def _name_taken(pair: tuple[int, str]) -> NameTaken:
+    return NameTaken("the owner has a token with this name", owner_id=pair[0], name=pair[1])
 
 
 class ZabbixTokens:
@@ -258,9 +235,7 @@ class ZabbixTokens:
 
     async def _actor(self, conn: Connection, actor_id: int) -> bool:
         """Whether the actor is a super admin; refuse guests, disabled and unknown actors."""
-        row = await conn.fetchrow(Q["actor"], actor_id)
-        _check_actor(None if row is None else {"actor_role": row["role"], "actor_status": row["status"]})
-        return bool(row is not None and row["role"] == "super_admin")
+        return _check_actor(await acting_user(conn, actor_id))
 
     async def _audit(
         self, conn: Connection, event: str, actor_id: int, addr: str | None, ids: list[int]
@@ -275,44 +250,54 @@ class ZabbixTokens:
     ) -> dict[int, int]:
         """Lock the tokens and return their owners; any token that is missing or not the actor's
         makes the whole call fail."""
-        owners = {
-            row["id"]: row["owner_id"]
-            for row in await conn.fetch(Q["visible_tokens"], ids, actor_id, super_admin)
-        }
+        rows = rows_as(_Owned, await conn.fetch(Q["visible_tokens"], ids, actor_id, super_admin))
+        owners = {row.id: row.owner_id for row in rows}
         for token_id in ids:
             if token_id not in owners:
                 raise NotFound("no such token")
         return owners
 
-    async def _refuse_name_clash(
-        self, conn: Connection, owners: list[int], names: list[str], token_ids: list[int | None]
-    ) -> None:
-        clash = await conn.fetchrow(Q["name_clashes"], owners, names, token_ids)
-        if clash is not None:
-            raise NameTaken(
-                "the owner has a token with this name", owner_id=clash["owner_id"], name=clash["name"]
-            )
+    async def _name_clash(
+        self, conn: Connection, pairs: list[tuple[int, str]], token_ids: list[int | None]
+    ) -> tuple[int, str] | None:
+        """The first pair, in input order, that another token of its owner has already."""
+        row = await conn.fetchrow(
+            Q["name_clashes"], [owner for owner, _ in pairs], [name for _, name in pairs], token_ids
+        )
+        if row is None:
+            return None
+        clash = row_as(_Named, row)
+        return clash.owner_id, clash.name
 
     async def create(self, req: CreateRequest) -> list[int]:
+        pairs = [(t.owner_id, t.name) for t in req.tokens]
         async with self.pool.acquire() as conn, conn.transaction():
             super_admin = await self._actor(conn, req.actor_id)
             owners = [t.owner_id for t in req.tokens]
-            existing = {row["id"] for row in await conn.fetch(Q["existing_owners"], owners)}
+            existing = {row.id for row in rows_as(_Id, await conn.fetch(Q["existing_owners"], owners))}
             for owner in owners:
                 if owner not in existing or (not super_admin and owner != req.actor_id):
                     raise NoSuchUser("no such user", user_id=owner)
-            names = [t.name for t in req.tokens]
-            await self._refuse_name_clash(conn, owners, names, [None] * len(owners))
+            _refuse_repeats(pairs)
+            # A name a committed token holds is refused before anything is inserted: an insert
+            # draws its ids even when it is rolled back, and Zabbix's ids run without gaps.
+            if (clash := await self._name_clash(conn, pairs, [None] * len(pairs))) is not None:
+                raise _name_taken(clash)
             rows = await conn.fetch(
                 Q["insert_tokens"],
                 req.actor_id,
                 owners,
-                names,
+                [t.name for t in req.tokens],
                 [t.description for t in req.tokens],
                 [t.status for t in req.tokens],
                 [_timestamp(t.expires_at) for t in req.tokens],
             )
-            ids = sorted(row["id"] for row in rows)
+            if len(rows) < len(pairs):
+                # A concurrent transaction took a name meanwhile: its row was skipped, every other
+                # one inserted (and rolled back by raising).
+                inserted = {(row.owner_id, row.name) for row in rows_as(_Named, rows)}
+                raise _name_taken(next(pair for pair in pairs if pair not in inserted))
+            ids = sorted(row.id for row in rows_as(_Id, rows))
             await self._audit(conn, "created", req.actor_id, req.client_addr, ids)
         return ids
 
@@ -321,35 +306,34 @@ class ZabbixTokens:
         async with self.pool.acquire() as conn, conn.transaction():
             super_admin = await self._actor(conn, req.actor_id)
             owners = await self._lock_visible(conn, req.actor_id, ids, super_admin)
+            _refuse_repeats([None if t.name is None else (owners[t.id], t.name) for t in req.tokens])
             renamed = [t for t in req.tokens if t.name is not None]
-            seen: set[tuple[int, str]] = set()
-            for position, change in enumerate(req.tokens, start=1):
-                if change.name is not None:
-                    pair = (owners[change.id], change.name)
-                    if pair in seen:
-                        raise NameTaken(
-                            "two tokens would get the same name",
-                            owner_id=pair[0],
-                            name=pair[1],
-                            position=position,
-                        )
-                    seen.add(pair)
-            if renamed:
-                await self._refuse_name_clash(
-                    conn,
-                    [owners[t.id] for t in renamed],
-                    [str(t.name) for t in renamed],
-                    [t.id for t in renamed],
-                )
-            await conn.execute(
-                Q["update_tokens"],
-                ids,
-                [t.name for t in req.tokens],
-                [t.description for t in req.tokens],
-                [t.status for t in req.tokens],
-                [t.set_expiry for t in req.tokens],
-                [_timestamp(t.expires_at) for t in req.tokens],
-            )
+            pairs = [(owners[t.id], str(t.name)) for t in renamed]
+            renamed_ids: list[int | None] = [t.id for t in renamed]
+            # Checked before the update, as Zabbix does: a name that one token of the request leaves
+            # and another takes is taken still (what the update would do depends on its row order).
+            if renamed and (clash := await self._name_clash(conn, pairs, renamed_ids)) is not None:
+                raise _name_taken(clash)
+            try:
+                # A savepoint: a name taken meanwhile by a concurrent transaction (which the unique
+                # index made this statement wait for) leaves the transaction usable to tell which.
+                async with conn.transaction():
+                    await conn.execute(
+                        Q["update_tokens"],
+                        ids,
+                        [t.name for t in req.tokens],
+                        [t.description for t in req.tokens],
+                        [t.status for t in req.tokens],
+                        [t.set_expiry for t in req.tokens],
+                        [_timestamp(t.expires_at) for t in req.tokens],
+                    )
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != NAME_INDEX:
+                    raise
+                clash = await self._name_clash(conn, pairs, renamed_ids)
+                if clash is None:  # gone again by now: the registry's generic conflict
+                    raise
+                raise _name_taken(clash) from exc
             await self._audit(conn, "updated", req.actor_id, req.client_addr, ids)
         return ids
 
@@ -361,7 +345,7 @@ class ZabbixTokens:
             await self._audit(conn, "deleted", req.actor_id, req.client_addr, req.ids)
         return req.ids
 
-    async def generate(self, req: IdsRequest) -> list[dict[str, Any]]:
+    async def generate(self, req: IdsRequest) -> list[GeneratedToken]:
         """A new secret for each token; the old one stops working when this commits."""
         secrets = [new_hex_secret(32) for _ in req.ids]
         async with self.pool.acquire() as conn, conn.transaction():
@@ -369,36 +353,36 @@ class ZabbixTokens:
             await self._lock_visible(conn, req.actor_id, req.ids, super_admin)
             await conn.execute(Q["set_secrets"], req.ids, [lookup_hash(s, self._pepper) for s in secrets])
             await self._audit(conn, "generated", req.actor_id, req.client_addr, req.ids)
-        return [{"id": token_id, "secret": secret} for token_id, secret in zip(req.ids, secrets, strict=True)]
+        return [GeneratedToken(id=i, secret=s) for i, s in zip(req.ids, secrets, strict=True)]
 
-    async def query(self, req: QueryRequest) -> dict[str, Any]:
-        where, order, args = build_query(req, self._pepper)
-        if req.count:
-            rows = await self.pool.fetch(Q["count_tokens"].replace("/*where*/", where), *args)
-        else:
-            rows = await self.pool.fetch(
-                Q["select_tokens"].replace("/*where*/", where).replace("/*order*/", order), *args
-            )
-        _check_actor(rows[0] if rows else None)
-        if req.count:
-            return {"count": rows[0]["count"]}
+    async def query(self, req: QueryRequest) -> ZabbixTokenPage:
+        """One round trip when something matches; a second one, to tell why, when nothing does."""
+        q = build_query(req, self._pepper)
+        async with self.pool.acquire() as conn:
+            if req.count:
+                count = rows_as(_Count, await conn.fetch(q.sql, *q.args))[0].count
+                if not count:
+                    _check_actor(await acting_user(conn, req.actor_id))
+                return ZabbixTokenPage(count=count)
+            rows = await conn.fetch(q.sql, *q.args)
+            if not rows:
+                _check_actor(await acting_user(conn, req.actor_id))
         if len(rows) > MAX_ROWS:
             raise TooManyRows(f"more than {MAX_ROWS} tokens match", limit=MAX_ROWS)
-        return {"tokens": [_token(row) for row in rows if row["id"] is not None]}
+        tokens = rows_as(ZabbixToken, rows)
+        return ZabbixTokenPage(tokens=tokens)
 
-    async def authenticate(self, secret: str) -> tuple[User, int, int | None]:
-        """The owner of a usable token, the token's id and its end (unix, None: never); records
-        the use."""
+    async def authenticate(self, secret: str) -> TokenAuthenticated:
+        """The owner of a usable token, the token's id and its end; records the use."""
         secret_hash = lookup_hash(secret, self._pepper)
         row = await self.pool.fetchrow(Q["authenticate"], secret_hash)
         if row is not None:
-            return row_as(User, row), row["token_id"], row["expires_at"]
+            hit = row_as(_Authenticated, row)
+            user = row_as(UserReply, row)
+            return TokenAuthenticated(user=user, token_id=hit.token_id, expires_at=hit.expires_at)
         why = await self.pool.fetchrow(Q["why_not_authenticated"], secret_hash)
-        if (
-            why is not None
-            and why["status"] == "active"
-            and why["user_status"] == "active"
-            and why["expired"]
-        ):
-            raise Expired("the token has expired")
+        if why is not None:
+            token = row_as(_WhyNot, why)
+            if token.status == "active" and token.user_status == "active" and token.expired:
+                raise Expired("the token has expired")
         raise BadCredentials("unknown or disabled token")

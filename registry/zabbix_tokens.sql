@@ -1,8 +1,6 @@
 -- Named API tokens (kind 'zabbix'): owner, name, description, status, expiry, last access.
--- Loaded once by registry/zabbix_tokens.py. Times go out as unix seconds.
-
--- name: actor
-SELECT id, role, status FROM users WHERE id = $1;
+-- Loaded once by registry/zabbix_tokens.py. Times go out as unix seconds. Every block is a whole
+-- statement; select_tokens and count_tokens may be narrowed by appending to them (see there).
 
 -- name: existing_owners
 SELECT id FROM users WHERE id = ANY($1::bigint[]);
@@ -17,6 +15,10 @@ ORDER BY v.ord
 LIMIT 1;
 
 -- name: insert_tokens
+-- The check of the names and the insert in one step: a row whose (owner, name) is taken, by a
+-- committed token or by one a concurrent transaction commits meanwhile (the unique index makes this
+-- one wait for it), is skipped, and the caller tells which pair is missing from what is returned.
+-- (A skipped row has drawn its id all the same: the caller refuses the names it can see first.)
 -- Identity values are drawn in the order rows are inserted, which follows ORDER BY ord: the
 -- returned ids, sorted, correspond to the input positions.
 INSERT INTO tokens (kind, owner_id, creator_id, name, description, status, expires_at)
@@ -24,7 +26,8 @@ SELECT 'zabbix', v.owner_id, $1, v.name, v.description, v.status, v.expires_at
 FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
      WITH ORDINALITY AS v(owner_id, name, description, status, expires_at, ord)
 ORDER BY v.ord
-RETURNING id;
+ON CONFLICT (owner_id, name) WHERE kind = 'zabbix' DO NOTHING
+RETURNING id, owner_id, name;
 
 -- name: visible_tokens
 -- The requested tokens the actor may manage: all for a super admin, else only the actor's own.
@@ -78,27 +81,26 @@ FROM tokens t JOIN users u ON u.id = t.owner_id
 WHERE t.secret_hash = $1 AND t.kind = 'zabbix';
 
 -- name: select_tokens
--- The actor ($1), whose role decides the scope, and the tokens it may see: one round trip.
--- registry/zabbix_tokens.py puts its parameterised conditions (built from a fixed set of column
--- expressions, never from request text) at the "where" marker and ORDER BY / LIMIT at the "order"
--- marker. With one actor row, the lateral subquery's rows come out in the subquery's order.
-SELECT a.role AS actor_role, a.status AS actor_status, t.*
-FROM users a
-LEFT JOIN LATERAL (
-    SELECT t.id, t.owner_id, t.creator_id, t.name, t.description, t.status,
-           unix_seconds(t.created_at) AS created_at,
-           unix_seconds(t.expires_at) AS expires_at,
-           unix_seconds(t.last_used_at) AS last_used_at
-    FROM tokens t
-    WHERE t.kind = 'zabbix' AND (a.role = 'super_admin' OR t.owner_id = a.id) /*where*/
-    /*order*/
-) t ON true
-WHERE a.id = $1
+-- The tokens the actor ($1) may see: every one for a super admin, else its own; none for an actor
+-- that may see none (unknown, disabled, a guest: the caller tells which when nothing comes back).
+-- The actor is read by uncorrelated subqueries, which Postgres runs once, before the scan, and then
+-- uses as constants (a refused actor's scan does not run at all).
+-- The whole statement; registry/zabbix_tokens.py narrows it by appending "AND ..." conditions, then
+-- ORDER BY and LIMIT, each built from a fixed column expression and $n parameters, never from text
+-- of the request.
+SELECT t.id, t.owner_id, t.creator_id, t.name, t.description, t.status,
+       unix_seconds(t.created_at) AS created_at,
+       unix_seconds(t.expires_at) AS expires_at,
+       unix_seconds(t.last_used_at) AS last_used_at
+FROM tokens t
+WHERE t.kind = 'zabbix'
+  AND (SELECT a.status = 'active' AND a.role <> 'guest' FROM users a WHERE a.id = $1)
+  AND (t.owner_id = $1 OR (SELECT a.role = 'super_admin' FROM users a WHERE a.id = $1))
 
 -- name: count_tokens
--- As select_tokens, counting: the actor ($1) and how many of the tokens it may see match.
-SELECT a.role AS actor_role, a.status AS actor_status,
-       (SELECT count(*) FROM tokens t
-        WHERE t.kind = 'zabbix' AND (a.role = 'super_admin' OR t.owner_id = a.id) /*where*/) AS count
-FROM users a
-WHERE a.id = $1
+-- As select_tokens, counting; narrowed by appending "AND ..." conditions in the same way.
+SELECT count(*)
+FROM tokens t
+WHERE t.kind = 'zabbix'
+  AND (SELECT a.status = 'active' AND a.role <> 'guest' FROM users a WHERE a.id = $1)
+  AND (t.owner_id = $1 OR (SELECT a.role = 'super_admin' FROM users a WHERE a.id = $1))

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from issuer.app import create_app as create_issuer
 from issuer.routes import ROUTES
-from shared.contracts.issuer import ISSUER_API, MakePair
+from shared.contracts.issuer import ISSUER_API, REFRESH_PAIR, MakePair
 from shared.contracts.server import Route, add_api_routes
 from shared.errors import NoSuchUser, NotFound
 from shared.internal import INTERNAL_KEY_HEADER
@@ -59,7 +59,7 @@ async def test_a_pair_travels_without_the_issuers_own_fields(trio: Trio) -> None
     async with (
         aiohttp.ClientSession() as http,
         http.post(
-            transport.base_url + "/v1/pairs/refresh",
+            transport.replicas.all[0].url + REFRESH_PAIR.path,
             data=orjson.dumps({"refresh_token": made.refresh_token}),
             headers={INTERNAL_KEY_HEADER: trio.settings.internal_key},
         ) as r,

@@ -4,8 +4,6 @@ at once when the operator is disabled or revoked: gateway/verification_cache.py)
 
 from __future__ import annotations
 
-from typing import cast
-
 from aiohttp import web
 
 from gateway.dialects.hotspot.errors import AUTH_ERRORS, HotspotError, worded
@@ -26,8 +24,8 @@ async def authenticate(request: web.Request, api_token: str | None) -> User:
         raise HotspotError("unauthorized", "the api_token is not valid")
     cache = request.app[verification_cache_key]
     key = cache_key(REALM, api_token)
-    cached = cast(object, cache.get(key))
-    if isinstance(cached, User):
+    cached = cache.get(key, User)
+    if cached is not None:
         return cached
     with worded(AUTH_ERRORS):
         user = await request.app[backends_key].registry.authenticate_api_key(api_token)

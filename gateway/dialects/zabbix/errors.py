@@ -1,8 +1,14 @@
-"""Zabbix API errors: a JSON-RPC code and Zabbix's own `data` text."""
+"""Zabbix API errors: a JSON-RPC code and Zabbix's own `data` text; and the way domain errors of the
+services become them: each call site names a declarative table (`ErrorTable`) of what it says for
+which domain error, and `speaking(table)` applies it. What no table says is the envelope's to say."""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from collections.abc import Iterator
+
+from gateway.dialects.common import ErrorTable, JsonObject, translate
+from shared.errors import TokenHubError
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -24,6 +30,10 @@ NOT_A_REQUEST = "The received JSON is not a valid JSON-RPC request."
 PARSE_ERROR_DATA = "Invalid JSON. An error occurred on the server while parsing the JSON text."
 NO_PERMISSIONS = "No permissions to referred object or it does not exist!"
 UNAVAILABLE = "Service temporarily unavailable, try again later."
+INTERNAL_ERROR_DATA = "Internal JSON-RPC error."
+
+# A JSON-RPC id as Zabbix accepts it.
+CallId = str | int | float | None
 
 
 class ApiError(Exception):
@@ -32,11 +42,23 @@ class ApiError(Exception):
         self.code = code
         self.data = data
 
-    def reply(self, call_id: Any) -> dict[str, Any]:
+    def reply(self, call_id: CallId, method: str) -> JsonObject:
+        """The error object answering a call of `method` (as the client wrote it)."""
         return error_reply(self.code, self.data, call_id)
 
 
-def error_reply(code: int, data: str, call_id: Any) -> dict[str, Any]:
+class NoCallPermission(ApiError):
+    """The caller may not call this method: Zabbix names the method as the client wrote it, which
+    only the envelope knows, so the text is made when the reply is."""
+
+    def __init__(self) -> None:
+        super().__init__(APPLICATION_ERROR, "No permissions to call the method.")
+
+    def reply(self, call_id: CallId, method: str) -> JsonObject:
+        return error_reply(self.code, f'No permissions to call "{method}".', call_id)
+
+
+def error_reply(code: int, data: str, call_id: CallId) -> JsonObject:
     return {"jsonrpc": "2.0", "error": {"code": code, "message": MESSAGES[code], "data": data}, "id": call_id}
 
 
@@ -62,3 +84,19 @@ def no_system_access() -> ApiError:
 
 def no_permissions() -> ApiError:
     return ApiError(APPLICATION_ERROR, NO_PERMISSIONS)
+
+
+# A table's entries: each makes the Zabbix error for one domain error.
+Errors = ErrorTable[ApiError]
+
+
+@contextlib.contextmanager
+def speaking(table: Errors) -> Iterator[None]:
+    """Raise the Zabbix error `table` gives for a domain error raised inside; any other passes on."""
+    try:
+        yield
+    except TokenHubError as exc:
+        error = translate(exc, table)
+        if error is None:
+            raise
+        raise error from exc

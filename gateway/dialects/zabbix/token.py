@@ -6,15 +6,19 @@ says the registry's answer in Zabbix's words. Every value goes out as a string.
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import JsonValue
 
-from gateway.dialects.zabbix.envelope import Context, api_method
+from gateway.dialects.common import JsonObject
+from gateway.dialects.zabbix.envelope import Context
 from gateway.dialects.zabbix.errors import (
     APPLICATION_ERROR,
     ApiError,
+    Errors,
+    NoCallPermission,
     invalid_param,
     no_permissions,
     params_error,
+    speaking,
 )
 from gateway.dialects.zabbix.validator import (
     Boolean,
@@ -27,15 +31,33 @@ from gateway.dialects.zabbix.validator import (
     Object,
     Objects,
     Output,
+    Scalar,
     SortOrder,
     String,
     Strings,
+    Validated,
     check_unique,
     php_string,
     validate,
 )
 from gateway.keys import verification_cache_key
-from shared.errors import Forbidden, InvalidInput, NameTaken, NotFound
+from shared.contracts.registry.zabbix_tokens import (
+    MAX_ROWS,
+    MAX_SEARCH_PATTERNS,
+    CreateRequest,
+    Direction,
+    FilterField,
+    IdsRequest,
+    NewToken,
+    QueryRequest,
+    SearchField,
+    SortField,
+    Status,
+    TokenChange,
+    UpdateRequest,
+    ZabbixToken,
+)
+from shared.errors import Forbidden, NameTaken, NoSuchUser, NotFound, TokenHubError, TooManyRows
 
 FIELDS = (
     "tokenid",
@@ -48,92 +70,128 @@ FIELDS = (
     "created_at",
     "creator_userid",
 )
-SORT_FIELDS = ("tokenid", "name", "lastaccess", "status", "expires_at", "created_at")
-FILTER_FIELDS = (
-    "tokenid",
-    "name",
-    "userid",
-    "lastaccess",
-    "status",
-    "expires_at",
-    "created_at",
-    "creator_userid",
-)
+# Zabbix's sortable fields, and the registry's name of each.
+SORT_FIELDS: dict[str, SortField] = {
+    "tokenid": "id",
+    "name": "name",
+    "lastaccess": "last_used_at",
+    "status": "status",
+    "expires_at": "expires_at",
+    "created_at": "created_at",
+}
+DIRECTIONS: dict[str, Direction] = {"ASC": "asc", "DESC": "desc"}
 NAME_LENGTH = 64  # DB::getFieldLength('token', 'name')
 DESCRIPTION_LENGTH = 65535
-# TokenHub's bounds on one token.get (docs/zabbix.md): patterns per searched field, and tokens answered.
-MAX_SEARCH_PATTERNS = 100
-MAX_ROWS = 10_000
 TOO_MANY_ROWS = (
     f'More than {MAX_ROWS} API tokens match: narrow the request, or set a "limit" of at most {MAX_ROWS}.'
 )
+STATUS_TO_REGISTRY: dict[str, Status] = {"0": "active", "1": "disabled"}
+STATUS_FROM_REGISTRY: dict[Status, str] = {"active": "0", "disabled": "1"}
 
-# Zabbix field -> the registry's field, where the names differ.
-REGISTRY_FIELD = {
-    "tokenid": "id",
-    "userid": "owner_id",
-    "creator_userid": "creator_id",
-    "lastaccess": "last_used_at",
+# --- the methods' parameters ----------------------------------------------------------------------
+
+TOKENID = Field("tokenid", Id(), required=True)
+NEW_NAME = Field("name", String(not_empty=True, length=NAME_LENGTH), required=True)
+NAME = Field("name", String(not_empty=True, length=NAME_LENGTH))
+DESCRIPTION = Field("description", String(length=DESCRIPTION_LENGTH))
+USERID = Field("userid", Id())
+STATUS = Field("status", Int32("0,1"))
+EXPIRES_AT = Field("expires_at", Int32())
+
+CREATE = Objects(Object((NEW_NAME, DESCRIPTION, USERID, STATUS, EXPIRES_AT)))
+UPDATE = Objects(Object((TOKENID, NAME, DESCRIPTION, STATUS, EXPIRES_AT)), uniq=(("tokenid",),))
+IDS = Ids(not_empty=True, uniq=True)
+
+# token.get's filters, by Zabbix's name, with the registry's name of each.
+FILTERS: dict[FilterField, Field[list[Scalar] | None]] = {
+    "id": Field("tokenid", Loose()),
+    "name": Field("name", Loose()),
+    "owner_id": Field("userid", Loose()),
+    "last_used_at": Field("lastaccess", Loose()),
+    "status": Field("status", Loose()),
+    "expires_at": Field("expires_at", Loose()),
+    "created_at": Field("created_at", Loose()),
+    "creator_id": Field("creator_userid", Loose()),
 }
-STATUS_TO_REGISTRY = {"0": "active", "1": "disabled"}
-STATUS_FROM_REGISTRY = {"active": "0", "disabled": "1"}
-
-CREATE = Objects(
-    Object(
-        {
-            "name": Field(String(not_empty=True, length=NAME_LENGTH), required=True),
-            "description": Field(String(length=DESCRIPTION_LENGTH)),
-            "userid": Field(Id()),
-            "status": Field(Int32("0,1")),
-            "expires_at": Field(Int32()),
-        }
+SEARCHES: dict[SearchField, Field[list[Scalar] | None]] = {
+    "name": Field("name", Loose(search=True, length=MAX_SEARCH_PATTERNS)),
+    "description": Field("description", Loose(search=True, length=MAX_SEARCH_PATTERNS)),
+}
+TOKENIDS = Field("tokenids", Ids(normalize=True), allow_null=True)
+USERIDS = Field("userids", Ids(normalize=True), allow_null=True)
+TOKEN = Field("token", String(), allow_null=True)
+VALID_AT = Field("valid_at", Int32(), allow_null=True)
+EXPIRED_AT = Field("expired_at", Int32(), allow_null=True)
+FILTER = Field("filter", Object(tuple(FILTERS.values())), allow_null=True)
+SEARCH = Field("search", Object(tuple(SEARCHES.values())), allow_null=True)
+SEARCH_BY_ANY = Field("searchByAny", Boolean())
+START_SEARCH = Field("startSearch", Flag())
+EXCLUDE_SEARCH = Field("excludeSearch", Flag())
+WILDCARDS = Field("searchWildcardsEnabled", Boolean())
+OUTPUT = Field("output", Output(FIELDS), default="extend")
+COUNT_OUTPUT = Field("countOutput", Flag())
+SORTFIELD = Field("sortfield", Strings(one_of=tuple(SORT_FIELDS), uniq=True))
+SORTORDER = Field("sortorder", SortOrder())
+LIMIT = Field("limit", Int32("1:2147483647"), allow_null=True)
+PRESERVEKEYS = Field("preservekeys", Boolean())
+GET = Object(
+    (
+        TOKENIDS,
+        USERIDS,
+        TOKEN,
+        VALID_AT,
+        EXPIRED_AT,
+        FILTER,
+        SEARCH,
+        SEARCH_BY_ANY,
+        START_SEARCH,
+        EXCLUDE_SEARCH,
+        WILDCARDS,
+        OUTPUT,
+        COUNT_OUTPUT,
+        SORTFIELD,
+        SORTORDER,
+        LIMIT,
+        PRESERVEKEYS,
     )
 )
-UPDATE = Objects(
-    Object(
-        {
-            "tokenid": Field(Id(), required=True),
-            "name": Field(String(not_empty=True, length=NAME_LENGTH)),
-            "description": Field(String(length=DESCRIPTION_LENGTH)),
-            "status": Field(Int32("0,1")),
-            "expires_at": Field(Int32()),
-        }
-    ),
-    uniq=(("tokenid",),),
-)
-IDS = Ids(not_empty=True, uniq=True)
-GET = Object(
-    {
-        "tokenids": Field(Ids(normalize=True), allow_null=True),
-        "userids": Field(Ids(normalize=True), allow_null=True),
-        "token": Field(String(), allow_null=True),
-        "valid_at": Field(Int32(), allow_null=True),
-        "expired_at": Field(Int32(), allow_null=True),
-        "filter": Field(Object({name: Field(Loose()) for name in FILTER_FIELDS}), allow_null=True),
-        "search": Field(
-            Object(
-                {
-                    "name": Field(Loose(search=True, length=MAX_SEARCH_PATTERNS)),
-                    "description": Field(Loose(search=True, length=MAX_SEARCH_PATTERNS)),
-                }
-            ),
-            allow_null=True,
-        ),
-        "searchByAny": Field(Boolean()),
-        "startSearch": Field(Flag()),
-        "excludeSearch": Field(Flag()),
-        "searchWildcardsEnabled": Field(Boolean()),
-        "output": Field(Output(FIELDS), default="extend"),
-        "countOutput": Field(Flag()),
-        "sortfield": Field(Strings(one_of=SORT_FIELDS, uniq=True)),
-        "sortorder": Field(SortOrder()),
-        "limit": Field(Int32("1:2147483647"), allow_null=True),
-        "preservekeys": Field(Boolean()),
-    }
-)
+
+# --- the registry's refusals in Zabbix's words ----------------------------------------------------
 
 
-def _status(value: int | None) -> str | None:
+def _name_taken(exc: TokenHubError) -> ApiError:
+    assert isinstance(exc, NameTaken), "listed under NameTaken"
+    owner, name = exc.owner_id, exc.name
+    if exc.position is not None:
+        return invalid_param(f"/{exc.position}", f"value (userid, name)=({owner}, {name}) already exists")
+    return params_error(f'API token "{name}" already exists for userid "{owner}".')
+
+
+def _owner_not_available(exc: TokenHubError) -> ApiError:
+    assert isinstance(exc, NoSuchUser), "listed under NoSuchUser"
+    return params_error(f'User with ID "{exc.user_id}" is not available.')
+
+
+# Tokens and owners the caller may not manage are refused exactly like missing ones.
+CREATE_ERRORS: Errors = {
+    NoSuchUser: _owner_not_available,
+    NameTaken: _name_taken,
+    Forbidden: lambda _: NoCallPermission(),
+}
+CHANGE_ERRORS: Errors = {
+    NotFound: lambda _: no_permissions(),
+    NameTaken: _name_taken,
+    Forbidden: lambda _: NoCallPermission(),
+}
+GET_ERRORS: Errors = {
+    Forbidden: lambda _: NoCallPermission(),
+    TooManyRows: lambda _: ApiError(APPLICATION_ERROR, TOO_MANY_ROWS),
+}
+
+# --- the methods ----------------------------------------------------------------------------------
+
+
+def _status(value: int | None) -> Status | None:
     return None if value is None else STATUS_TO_REGISTRY[str(value)]
 
 
@@ -142,134 +200,120 @@ def _expiry(value: int) -> int | None:
     return value or None
 
 
-def _no_call_permission(ctx: Context) -> ApiError:
-    return ApiError(APPLICATION_ERROR, f'No permissions to call "{ctx.method}".')
-
-
-def _name_taken(exc: NameTaken) -> ApiError:
-    owner, name = exc.owner_id, exc.name
-    if exc.position is not None:
-        return invalid_param(f"/{exc.position}", f"value (userid, name)=({owner}, {name}) already exists")
-    return params_error(f'API token "{name}" already exists for userid "{owner}".')
-
-
-def to_zabbix(token: dict[str, Any]) -> dict[str, str | None]:
-    creator = token["creator_id"]
+def to_zabbix(token: ZabbixToken) -> dict[str, str | None]:
     return {
-        "tokenid": str(token["id"]),
-        "name": token["name"],
-        "description": token["description"],
-        "userid": str(token["owner_id"]),
-        "lastaccess": str(token["last_used_at"] or 0),
-        "status": STATUS_FROM_REGISTRY[token["status"]],
-        "expires_at": str(token["expires_at"] if token["expires_at"] is not None else 0),
-        "created_at": str(token["created_at"]),
-        "creator_userid": None if creator is None else str(creator),
+        "tokenid": str(token.id),
+        "name": token.name,
+        "description": token.description,
+        "userid": str(token.owner_id),
+        "lastaccess": str(token.last_used_at or 0),
+        "status": STATUS_FROM_REGISTRY[token.status],
+        "expires_at": str(token.expires_at if token.expires_at is not None else 0),
+        "created_at": str(token.created_at),
+        "creator_userid": None if token.creator_id is None else str(token.creator_id),
     }
 
 
-@api_method("token.create")
-async def token_create(ctx: Context, params: Any) -> dict[str, list[str]]:
-    tokens = validate(CREATE, params)
-    for token in tokens:
-        token.setdefault("userid", ctx.user.id)
-    check_unique(tokens, ("userid", "name"), "/")
-    body = {
-        "actor_id": ctx.user.id,
-        "client_addr": ctx.client_addr,
-        "tokens": [
-            {
-                "owner_id": t["userid"],
-                "name": t["name"],
-                "description": t.get("description", ""),
-                "status": _status(t.get("status", 0)),
-                "expires_at": _expiry(t.get("expires_at", 0)),
-            }
-            for t in tokens
-        ],
-    }
-    try:
-        reply = await ctx.backends.registry.call("POST", "/v1/zabbix-tokens/create", body)
-    except NotFound as exc:
-        raise params_error(f'User with ID "{exc.details.get("user_id")}" is not available.') from exc
-    except NameTaken as exc:
-        raise _name_taken(exc) from exc
-    except Forbidden as exc:
-        raise _no_call_permission(ctx) from exc
-    return {"tokenids": [str(i) for i in reply["ids"]]}
+def _token_ids(ids: list[int]) -> JsonValue:
+    return {"tokenids": [str(i) for i in ids]}
 
 
-@api_method("token.update")
-async def token_update(ctx: Context, params: Any) -> dict[str, list[str]]:
-    changes = []
-    for t in validate(UPDATE, params):
-        change: dict[str, Any] = {"id": t["tokenid"]}
-        for name in ("name", "description"):
-            if name in t:
-                change[name] = t[name]
-        if "status" in t:
-            change["status"] = _status(t["status"])
-        if "expires_at" in t:
-            change["expires_at"] = _expiry(t["expires_at"])
-            change["set_expiry"] = True
-        changes.append(change)
-    body = {"actor_id": ctx.user.id, "client_addr": ctx.client_addr, "tokens": changes}
-    try:
-        reply = await ctx.backends.registry.call("POST", "/v1/zabbix-tokens/update", body)
-    except NotFound as exc:
-        raise no_permissions() from exc
-    except NameTaken as exc:
-        raise _name_taken(exc) from exc
-    except Forbidden as exc:
-        raise _no_call_permission(ctx) from exc
+# (A Validated read goes to a variable before it goes to a model: pydantic's untyped __init__ would
+# make the read's type Any.)
+
+
+def _new_token(ctx: Context, t: Validated) -> NewToken:
+    owner, name, description = t.get(USERID), t[NEW_NAME], t.get(DESCRIPTION)
+    status, expires_at = t.get(STATUS), t.get(EXPIRES_AT)
+    return NewToken(
+        owner_id=ctx.user.id if owner is None else owner,
+        name=name,
+        description=description or "",
+        status=_status(status) or "active",
+        expires_at=_expiry(expires_at or 0),
+    )
+
+
+async def create(ctx: Context, params: JsonValue) -> JsonValue:
+    tokens = [_new_token(ctx, t) for t in validate(CREATE, params)]
+    check_unique(("userid", "name"), [(str(t.owner_id), t.name) for t in tokens], "/")
+    request = CreateRequest(actor_id=ctx.user.id, client_addr=ctx.client_addr, tokens=tokens)
+    with speaking(CREATE_ERRORS):
+        ids = await ctx.backends.registry.create_zabbix_tokens(request)
+    return _token_ids(ids)
+
+
+def _change(t: Validated) -> TokenChange:
+    token_id, name, description = t[TOKENID], t.get(NAME), t.get(DESCRIPTION)
+    status, expires_at = t.get(STATUS), t.get(EXPIRES_AT)
+    return TokenChange(
+        id=token_id,
+        name=name,
+        description=description,
+        status=_status(status),
+        expires_at=None if expires_at is None else _expiry(expires_at),
+        set_expiry=expires_at is not None,
+    )
+
+
+async def update(ctx: Context, params: JsonValue) -> JsonValue:
+    changes = [_change(t) for t in validate(UPDATE, params)]
+    request = UpdateRequest(actor_id=ctx.user.id, client_addr=ctx.client_addr, tokens=changes)
+    with speaking(CHANGE_ERRORS):
+        ids = await ctx.backends.registry.update_zabbix_tokens(request)
     # A disabled or shortened token must stop working on every gateway, not only after caches age.
-    await ctx.request.app[verification_cache_key].invalidate(reply["ids"])
-    return {"tokenids": [str(i) for i in reply["ids"]]}
-
-
-async def _by_ids(ctx: Context, path: str, params: Any) -> dict[str, Any]:
-    ids = validate(IDS, params)
-    body = {"actor_id": ctx.user.id, "client_addr": ctx.client_addr, "ids": ids}
-    try:
-        reply: dict[str, Any] = await ctx.backends.registry.call("POST", path, body)
-    except NotFound as exc:
-        raise no_permissions() from exc
-    except Forbidden as exc:
-        raise _no_call_permission(ctx) from exc
-    # A deleted token, or one whose old secret was replaced, must stop working on every gateway.
     await ctx.request.app[verification_cache_key].invalidate(ids)
-    return reply
+    return _token_ids(ids)
 
 
-@api_method("token.delete")
-async def token_delete(ctx: Context, params: Any) -> dict[str, list[str]]:
-    reply = await _by_ids(ctx, "/v1/zabbix-tokens/delete", params)
-    return {"tokenids": [str(i) for i in reply["ids"]]}
+def _ids_request(ctx: Context, params: JsonValue) -> IdsRequest:
+    return IdsRequest(actor_id=ctx.user.id, client_addr=ctx.client_addr, ids=validate(IDS, params))
 
 
-@api_method("token.generate")
-async def token_generate(ctx: Context, params: Any) -> list[dict[str, str]]:
+async def delete(ctx: Context, params: JsonValue) -> JsonValue:
+    request = _ids_request(ctx, params)
+    with speaking(CHANGE_ERRORS):
+        ids = await ctx.backends.registry.delete_zabbix_tokens(request)
+    # A deleted token must stop working on every gateway.
+    await ctx.request.app[verification_cache_key].invalidate(request.ids)
+    return _token_ids(ids)
+
+
+async def generate(ctx: Context, params: JsonValue) -> JsonValue:
     """A new secret for each token, shown this once; the previous one stops working."""
-    reply = await _by_ids(ctx, "/v1/zabbix-tokens/generate", params)
-    return [{"tokenid": str(t["id"]), "token": t["secret"]} for t in reply["tokens"]]
+    request = _ids_request(ctx, params)
+    with speaking(CHANGE_ERRORS):
+        tokens = await ctx.backends.registry.generate_zabbix_tokens(request)
+    # A token whose old secret was replaced must stop working on every gateway.
+    await ctx.request.app[verification_cache_key].invalidate(request.ids)
+    return [{"tokenid": str(t.id), "token": t.secret} for t in tokens]
 
 
-def _filters(given: dict[str, list[Any] | None]) -> dict[str, list[Any]]:
-    filters: dict[str, list[Any]] = {}
-    for name, values in given.items():
+def _filters(given: Validated | None) -> dict[FilterField, list[int | str]]:
+    filters: dict[FilterField, list[int | str]] = {}
+    for name, field in FILTERS.items():
+        values = None if given is None else given.get(field)
         if not values:  # null or empty: not a condition
             continue
         if name == "status":
-            filters["status"] = [STATUS_TO_REGISTRY.get(php_string(v), "") for v in values]
-        elif name == "name":
-            filters["name"] = [php_string(v) for v in values]
+            filters[name] = [STATUS_TO_REGISTRY.get(php_string(v), "") for v in values]
         else:
-            filters[REGISTRY_FIELD.get(name, name)] = [php_string(v) for v in values]
+            filters[name] = [php_string(v) for v in values]
     return filters
 
 
-def _sort(fields: list[str], orders: list[str] | None, given_as_string: bool) -> list[tuple[str, str]]:
-    result = []
+def _searches(given: Validated | None) -> dict[SearchField, list[str]]:
+    searches: dict[SearchField, list[str]] = {}
+    for name, field in SEARCHES.items():
+        if values := None if given is None else given.get(field):
+            searches[name] = [php_string(v) for v in values]
+    return searches
+
+
+def _sort(
+    fields: list[str], orders: list[str] | None, given_as_string: bool
+) -> list[tuple[SortField, Direction]]:
+    result: list[tuple[SortField, Direction]] = []
     for index, name in enumerate(fields):
         if orders and given_as_string:
             order = orders[0]
@@ -277,51 +321,47 @@ def _sort(fields: list[str], orders: list[str] | None, given_as_string: bool) ->
             order = orders[index]
         else:
             order = "ASC"
-        result.append((REGISTRY_FIELD.get(name, name), order.lower()))
+        result.append((SORT_FIELDS[name], DIRECTIONS[order]))
     return result
 
 
-@api_method("token.get")
-async def token_get(ctx: Context, params: Any) -> Any:
+async def get(ctx: Context, params: JsonValue) -> JsonValue:
     options = validate(GET, params)
-    search = {k: [php_string(v) for v in vs] for k, vs in (options.get("search") or {}).items() if vs}
-    query: dict[str, Any] = {
-        "actor_id": ctx.user.id,
-        "ids": options.get("tokenids"),
-        "owner_ids": options.get("userids"),
-        "secret": options.get("token"),
-        "valid_at": options.get("valid_at"),
-        "expired_at": options.get("expired_at"),
-        "filter": _filters(options.get("filter") or {}),
-        "search": search,
-        "search_any": options.get("searchByAny", False),
-        "search_prefix": options.get("startSearch", False),
-        "search_exclude": options.get("excludeSearch", False),
-        "search_wildcards": options.get("searchWildcardsEnabled", False),
-        "sort": _sort(
-            options.get("sortfield", []),
-            options.get("sortorder"),
+    count = bool(options.get(COUNT_OUTPUT))
+    ids, owner_ids, secret = options.get(TOKENIDS), options.get(USERIDS), options.get(TOKEN)
+    valid_at, expired_at, limit = options.get(VALID_AT), options.get(EXPIRED_AT), options.get(LIMIT)
+    query = QueryRequest(
+        actor_id=ctx.user.id,
+        ids=ids,
+        owner_ids=owner_ids,
+        secret=secret,
+        valid_at=valid_at,
+        expired_at=expired_at,
+        filter=_filters(options.get(FILTER)),
+        search=_searches(options.get(SEARCH)),
+        search_any=bool(options.get(SEARCH_BY_ANY)),
+        search_prefix=bool(options.get(START_SEARCH)),
+        search_exclude=bool(options.get(EXCLUDE_SEARCH)),
+        search_wildcards=bool(options.get(WILDCARDS)),
+        sort=_sort(
+            options.get(SORTFIELD) or [],
+            options.get(SORTORDER),
             isinstance(params, dict) and isinstance(params.get("sortorder"), str),
         ),
-        "limit": options.get("limit"),
-        "count": options.get("countOutput", False),
-    }
-    try:
-        reply = await ctx.backends.registry.call("POST", "/v1/zabbix-tokens/query", query)
-    except Forbidden as exc:
-        raise _no_call_permission(ctx) from exc
-    except InvalidInput as exc:
-        if "too_many" not in exc.details:
-            raise
-        raise ApiError(APPLICATION_ERROR, TOO_MANY_ROWS) from exc
-    if query["count"]:
-        return str(reply["count"])
-    output: list[str] = options["output"]
-    rows: list[Any] = []
-    for token in reply["tokens"]:
+        limit=limit,
+        count=count,
+    )
+    with speaking(GET_ERRORS):
+        page = await ctx.backends.registry.query_zabbix_tokens(query)
+    if count:
+        return str(page.count)
+    output = options[OUTPUT]
+    rows: list[JsonValue] = []
+    for token in page.tokens:
         full = to_zabbix(token)
         # PHP renders an object with no fields as an empty array.
-        rows.append({name: full[name] for name in output} if output else [])
-    if options.get("preservekeys"):
-        return {str(token["id"]): row for token, row in zip(reply["tokens"], rows, strict=True)}
+        row: JsonObject = {name: full[name] for name in output}
+        rows.append(row if output else [])
+    if options.get(PRESERVEKEYS):
+        return {str(token.id): row for token, row in zip(page.tokens, rows, strict=True)}
     return rows

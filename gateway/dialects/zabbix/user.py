@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pydantic import JsonValue, ValidationError
 
-from gateway.dialects.zabbix.envelope import SESSION_REALM, Context, api_method, authenticate_token
+from gateway.dialects.common import JsonObject
+from gateway.dialects.zabbix.envelope import (
+    SESSION_REALM,
+    Context,
+    authenticate_token,
+    resolve_session,
+)
 from gateway.dialects.zabbix.errors import (
+    Errors,
     invalid_param,
     no_system_access,
     not_authorized,
     params_error,
-    session_terminated,
+    speaking,
 )
 from gateway.dialects.zabbix.validator import Field, Flag, Object, String, is_array, validate
+from shared.contracts.issuer import OpenSession
+from shared.contracts.registry.accounts import User
 from shared.errors import BadCredentials, Forbidden, InvalidInput, NotFound, Throttled
 
 # Zabbix's user types (USER_TYPE_ZABBIX_USER / ADMIN / SUPER_ADMIN) and default role ids by role.
@@ -20,29 +29,36 @@ USER_TYPE = {"super_admin": 3, "admin": 2, "user": 1, "guest": 1}
 ROLE_ID = {"super_admin": "3", "admin": "2", "user": "1", "guest": "4"}
 LOGIN_FAILED = "Incorrect user name or password or account is temporarily blocked."
 
-LOGIN = Object(
-    {
-        "username": Field(String(length=255), required=True),
-        "password": Field(String(length=255), required=True),
-        "userData": Field(Flag()),
-    }
-)
-CHECK_AUTHENTICATION = Object(
-    {"sessionid": Field(String()), "token": Field(String()), "extend": Field(Flag())}
-)
+USERNAME = Field("username", String(length=255), required=True)
+PASSWORD = Field("password", String(length=255), required=True)
+USER_DATA = Field("userData", Flag())
+LOGIN = Object((USERNAME, PASSWORD, USER_DATA))
+
+SESSIONID = Field("sessionid", String())
+TOKEN = Field("token", String())
+CHECK_AUTHENTICATION = Object((SESSIONID, TOKEN, Field("extend", Flag())))
+
+# A login refused for whatever reason is one answer (no telling a wrong password from a throttled
+# or unknown account); a disabled account has no system access.
+LOGIN_ERRORS: Errors = {
+    BadCredentials: lambda _: params_error(LOGIN_FAILED),
+    NotFound: lambda _: params_error(LOGIN_FAILED),
+    Throttled: lambda _: params_error(LOGIN_FAILED),
+    InvalidInput: lambda _: params_error(LOGIN_FAILED),
+    Forbidden: lambda _: no_system_access(),
+}
 
 
-def require_empty(params: Any) -> None:
+def require_empty(params: JsonValue) -> None:
     if is_array(params) and params:
         raise invalid_param("/", "should be empty")
 
 
-def user_data(ctx: Context, user: dict[str, Any], session_id: str) -> dict[str, Any]:
+def user_data(ctx: Context, user: User, session_id: str) -> JsonObject:
     """The user object of user.login (userData) and user.checkAuthentication."""
-    role = user["role"]
     return {
-        "userid": str(user["id"]),
-        "username": user["username"],
+        "userid": str(user.id),
+        "username": user.username,
         "name": "",
         "surname": "",
         "url": "",
@@ -56,8 +72,8 @@ def user_data(ctx: Context, user: dict[str, Any], session_id: str) -> dict[str, 
         "attempt_clock": "0",
         "rows_per_page": "50",
         "timezone": "system",
-        "roleid": ROLE_ID[role],
-        "type": USER_TYPE[role],
+        "roleid": ROLE_ID[user.role],
+        "type": USER_TYPE[user.role],
         "userip": ctx.client_addr,
         "debug_mode": 0,
         "gui_access": 0,
@@ -65,72 +81,52 @@ def user_data(ctx: Context, user: dict[str, Any], session_id: str) -> dict[str, 
     }
 
 
-@api_method("apiinfo.version", needs_auth=False)
-async def apiinfo_version(ctx: Context, params: Any) -> str:
+async def apiinfo_version(ctx: Context, params: JsonValue) -> JsonValue:
     require_empty(params)
     return ctx.settings.zabbix_version
 
 
-@api_method("user.login", needs_auth=False)
-async def user_login(ctx: Context, params: Any) -> Any:
+async def login(ctx: Context, params: JsonValue) -> JsonValue:
     if isinstance(params, dict) and "user" in params:  # the pre-5.4 name of `username`
         if "username" in params:
             raise params_error('Parameter "user" is deprecated.')
         params = {("username" if k == "user" else k): v for k, v in params.items()}
-    login = validate(LOGIN, params)
+    given = validate(LOGIN, params)
     try:
-        reply = await ctx.backends.issuer.call(
-            "POST",
-            "/v1/sessions",
-            {
-                "realm": SESSION_REALM,
-                "idle": ctx.settings.zabbix_session_idle,
-                "username": login["username"],
-                "password": login["password"],
-                "client_addr": ctx.client_addr,
-            },
+        opening = OpenSession(
+            realm=SESSION_REALM,
+            idle=ctx.settings.zabbix_session_idle,
+            username=given[USERNAME],
+            password=given[PASSWORD],
+            client_addr=ctx.client_addr,
         )
-    except (BadCredentials, NotFound, Throttled, InvalidInput) as exc:
+    except ValidationError as exc:  # what the issuer would refuse as invalid_input
         raise params_error(LOGIN_FAILED) from exc
-    except Forbidden as exc:
-        raise no_system_access() from exc
-    session_id: str = reply["session_id"]
-    if reply["user"]["role"] == "guest":
+    with speaking(LOGIN_ERRORS):
+        opened = await ctx.backends.issuer.open_session(opening)
+    if opened.user.role == "guest":
         # Guests have no API access, as in Zabbix's default setup; the session must not outlive this.
-        await ctx.backends.issuer.call(
-            "POST", "/v1/sessions/end", {"realm": SESSION_REALM, "session_id": session_id}
-        )
+        await ctx.backends.issuer.end_session(SESSION_REALM, opened.session_id)
         raise no_system_access()
-    if login.get("userData"):
-        return user_data(ctx, reply["user"], session_id)
-    return session_id
+    if given.get(USER_DATA):
+        return user_data(ctx, opened.user, opened.session_id)
+    return opened.session_id
 
 
-@api_method("user.logout")
-async def user_logout(ctx: Context, params: Any) -> bool:
+async def logout(ctx: Context, params: JsonValue) -> JsonValue:
     require_empty(params)
     if ctx.user.session_id is None:  # an API token is not a session to end
         raise not_authorized()
-    await ctx.backends.issuer.call(
-        "POST", "/v1/sessions/end", {"realm": SESSION_REALM, "session_id": ctx.user.session_id}
-    )
+    await ctx.backends.issuer.end_session(SESSION_REALM, ctx.user.session_id)
     return True
 
 
-@api_method("user.checkAuthentication", needs_auth=False)
-async def user_check_authentication(ctx: Context, params: Any) -> dict[str, Any]:
+async def check_authentication(ctx: Context, params: JsonValue) -> JsonValue:
     checked = validate(CHECK_AUTHENTICATION, params)
-    session_id, token = checked.get("sessionid"), checked.get("token")
-    if (session_id is None) == (token is None):
-        raise params_error("Session ID or token is expected.")
-    if token is not None:
+    session_id, token = checked.get(SESSIONID), checked.get(TOKEN)
+    if token is not None and session_id is None:
         caller = await authenticate_token(ctx, token)
         return {k: v for k, v in user_data(ctx, caller.user, "").items() if k != "sessionid"}
-    assert session_id is not None
-    try:
-        reply = await ctx.backends.issuer.call(
-            "POST", "/v1/sessions/resolve", {"realm": SESSION_REALM, "session_id": session_id}
-        )
-    except (NotFound, InvalidInput) as exc:
-        raise session_terminated() from exc
-    return user_data(ctx, reply["user"], session_id)
+    if session_id is not None and token is None:
+        return user_data(ctx, (await resolve_session(ctx, session_id)).user, session_id)
+    raise params_error("Session ID or token is expected.")
