@@ -34,13 +34,6 @@ class TokenHubError(Exception):
         self.message = self.message or self.code
         super().__init__(self.message)
 
-    @property
-    def details(self) -> dict[str, JsonValue]:
-        """TRANSITIONAL (issue 14): the typed fields by name, for code not yet reading them typed."""
-        fields: dict[str, JsonValue] = asdict(self)
-        fields.pop("message")
-        return fields
-
     def to_wire(self) -> dict[str, JsonValue]:
         fields: dict[str, JsonValue] = asdict(self)
         message = fields.pop("message")

@@ -8,21 +8,20 @@ something that is not our error format, becomes `Unavailable` for the caller, ne
 from __future__ import annotations
 
 import logging
-from typing import Any, TypeVar, cast
+from typing import cast
 
 import aiohttp
 import orjson
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from aiohttp.typedefs import Handler, Middleware
+from pydantic import ValidationError
 
 from shared.balancer import Replica, Replicas, Resolver, resolve_with_dns
 from shared.contracts.endpoint import Endpoint, Rep, Req
-from shared.errors import InvalidInput, TokenHubError, Unavailable, from_wire
+from shared.errors import TokenHubError, Unavailable, from_wire
 from shared.logging import REQUEST_ID_HEADER, current_request_id
 from shared.metrics import BACKEND_ERRORS
 from shared.secrets import same_secret
-
-M = TypeVar("M", bound=BaseModel)
 
 INTERNAL_KEY_HEADER = "X-TokenHub-Internal-Key"
 # Probes and scrapes come from the orchestrator, which does not hold the internal key.
@@ -33,38 +32,29 @@ KEY_REFUSED = "internal_key_refused"
 log = logging.getLogger(__name__)
 
 
-def json_response(body: Any, status: int = 200) -> web.Response:
+def json_response(body: object, status: int = 200) -> web.Response:
+    """`body` is JSON-shaped: dicts, lists, strings, numbers, booleans, None."""
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def internal_key_middleware(key: str) -> Any:
+def internal_key_middleware(key: str) -> Middleware:
     @web.middleware
-    async def check_internal_key(request: web.Request, handler: Any) -> web.StreamResponse:
+    async def check_internal_key(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in PUBLIC_PATHS and not same_secret(
             request.headers.get(INTERNAL_KEY_HEADER, ""), key
         ):
-            return json_response(
-                {
-                    "error": {
-                        "code": KEY_REFUSED,
-                        "message": "missing or wrong internal key",
-                        "fields": {},
-                    }
-                },
-                status=401,
-            )
-        response: web.StreamResponse = await handler(request)
-        return response
+            refusal = {"code": KEY_REFUSED, "message": "missing or wrong internal key", "fields": {}}
+            return json_response({"error": refusal}, status=401)
+        return await handler(request)
 
     return check_internal_key
 
 
 @web.middleware
-async def domain_error_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+async def domain_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The one place where a service's domain errors become internal-API error replies."""
     try:
-        response: web.StreamResponse = await handler(request)
-        return response
+        return await handler(request)
     except TokenHubError as exc:
         if exc.status >= 500:
             log.warning("request failed: %s", exc.message, extra={"error_code": exc.code})
@@ -76,14 +66,6 @@ async def domain_error_middleware(request: web.Request, handler: Any) -> web.Str
         # traceback; the request's body is never logged, it may hold secrets.
         log.exception("unhandled error in %s %s", request.method, request.path)
         return json_response(TokenHubError("internal error").to_wire(), status=500)
-
-
-async def read_model(request: web.Request, model: type[M]) -> M:
-    """TRANSITIONAL (issue 14): the request's JSON body validated into `model`."""
-    try:
-        return model.model_validate_json(await request.read())
-    except ValidationError as exc:
-        raise InvalidInput.from_validation(exc) from exc
 
 
 class InternalClient:
@@ -137,14 +119,6 @@ class InternalClient:
                 raise TokenHubError(f"{self.name} answered {endpoint.path} off contract") from exc
         raise self._error(raw, status)
 
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        """TRANSITIONAL (issue 14): an untyped call, for code not yet on `send`."""
-        data = None if body is None else orjson.dumps(body)
-        raw, status = await self._exchange(path, data, idempotent=False, method=method)
-        if 200 <= status < 300:
-            return orjson.loads(raw) if raw else None
-        raise self._error(raw, status)
-
     def _error(self, raw: bytes, status: int) -> TokenHubError:
         try:
             reply = cast(object, orjson.loads(raw)) if raw else None
@@ -157,9 +131,7 @@ class InternalClient:
         BACKEND_ERRORS.labels(self.name).inc()
         return Unavailable(f"{self.name} answered HTTP {status}")
 
-    async def _exchange(
-        self, path: str, data: bytes | None, *, idempotent: bool, method: str = "POST"
-    ) -> tuple[bytes, int]:
+    async def _exchange(self, path: str, data: bytes, *, idempotent: bool) -> tuple[bytes, int]:
         """POST to one replica, and to a second one when the first gave no usable answer and trying
         again is safe; the last answer's body and status."""
         tried: Replica | None = None
@@ -172,7 +144,7 @@ class InternalClient:
             tried = replica
             self.replicas.sent(replica)
             try:
-                raw, status = await self._post(replica.url + path, data, method)
+                raw, status = await self._post(replica.url + path, data)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # The connection was never made: the call reached no replica, whatever it was.
                 self.replicas.failed(replica, slowly=isinstance(exc, TimeoutError))

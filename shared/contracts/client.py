@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from shared.internal import InternalClient
 
 
@@ -13,7 +11,3 @@ class ServiceClient:
 
     def __init__(self, transport: InternalClient) -> None:
         self.transport = transport
-
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        """TRANSITIONAL (issue 14): an untyped call, for code not yet on the typed methods."""
-        return await self.transport.call(method, path, body)
