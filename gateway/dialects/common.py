@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar, cast
 
@@ -116,6 +116,33 @@ def translate(exc: TokenHubError, table: ErrorTable[E]) -> E | None:
         if issubclass(cls, TokenHubError) and (say := table.get(cls)) is not None:
             return say(exc)
     return None
+
+
+@contextlib.contextmanager
+def saying(table: ErrorTable[E]) -> Iterator[None]:
+    """Raise the dialect's error `table` gives for a domain error raised in the block: where a call
+    means something more particular by an error than the envelope's own table says (a failed
+    password login, a voucher already spent). One the table does not name goes on up."""
+    try:
+        yield
+    except TokenHubError as exc:
+        said = translate(exc, table)
+        if said is None:
+            raise
+        raise said from exc
+
+
+X = TypeVar("X", bound=TokenHubError)
+
+
+def typed(cls: type[X], say: Callable[[X], E]) -> Callable[[TokenHubError], E]:
+    """A table entry that reads the typed fields of its own error class (`QuotaExceeded.limit`)."""
+
+    def said(exc: TokenHubError) -> E:
+        assert isinstance(exc, cls)
+        return say(exc)
+
+    return said
 
 
 def header_text(request: web.Request, name: str) -> str | None:

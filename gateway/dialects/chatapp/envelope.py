@@ -17,7 +17,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import ValidationError
 
-from gateway.dialects.common import ErrorTable, JsonObject, UnreadableBody, json_reply, translate
+from gateway.dialects.common import ErrorTable, JsonObject, UnreadableBody, json_reply, translate, typed
 from shared.errors import (
     BadCredentials,
     Forbidden,
@@ -110,16 +110,6 @@ def failure(error: ApiError) -> web.Response:
 # --- domain errors in ChatApp's words --------------------------------------------------------------
 
 X = TypeVar("X", bound=TokenHubError)
-
-
-def typed(cls: type[X], say: Callable[[X], ApiError]) -> Callable[[TokenHubError], ApiError]:
-    """A table entry that reads the typed fields of its own error class."""
-
-    def said(exc: TokenHubError) -> ApiError:
-        assert isinstance(exc, cls)
-        return say(exc)
-
-    return said
 
 
 def _quota_used_up(exc: QuotaExceeded) -> ApiError:

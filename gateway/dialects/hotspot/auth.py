@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.dialects.hotspot.errors import AUTH_ERRORS, HotspotError, worded
+from gateway.dialects.common import saying
+from gateway.dialects.hotspot.errors import AUTH_ERRORS, HotspotError
 from gateway.keys import backends_key, verification_cache_key
 from gateway.verification_cache import cache_key, user_tag
 from shared.contracts.registry.accounts import User
@@ -27,7 +28,7 @@ async def authenticate(request: web.Request, api_token: str | None) -> User:
     cached = cache.get(key, User)
     if cached is not None:
         return cached
-    with worded(AUTH_ERRORS):
+    with saying(AUTH_ERRORS):
         user = await request.app[backends_key].registry.authenticate_api_key(api_token)
     cache.put(key, (user_tag(user.id),), user, cache.ttl)
     return user

@@ -152,7 +152,7 @@ def _parameters(value: JsonValue) -> JsonObject:
 
 
 async def _run(request: web.Request, envelope: Envelope, methods: Mapping[str, Method]) -> list[JsonObject]:
-    """Authenticate, then run the method; a domain error it did not word itself is worded here."""
+    """Authenticate, then run the method; a domain error it did not word itself is saying here."""
     try:
         try:
             user = await authenticate(request, envelope.api_token)

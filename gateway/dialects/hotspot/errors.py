@@ -3,10 +3,9 @@ and the tables that say the services' domain errors in these words (docs/hotspot
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-from gateway.dialects.common import ErrorTable, translate
+from gateway.dialects.common import ErrorTable
 from shared.errors import (
     BadCredentials,
     Conflict,
@@ -101,15 +100,3 @@ USE_ERRORS: ErrorTable[HotspotError] = {
     Expired: _says("voucher_expired", "the voucher's validity period is over"),
     Conflict: _spent,
 }
-
-
-@contextlib.contextmanager
-def worded(table: ErrorTable[HotspotError]) -> Iterator[None]:
-    """Say a domain error raised in the block as `table` does; one it does not name goes on up."""
-    try:
-        yield
-    except TokenHubError as exc:
-        said = translate(exc, table)
-        if said is None:
-            raise
-        raise said from exc

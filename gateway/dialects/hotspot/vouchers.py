@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 
-from gateway.dialects.common import JsonObject, guess_attempt
+from gateway.dialects.common import JsonObject, guess_attempt, saying
 from gateway.dialects.hotspot.envelope import Context
-from gateway.dialects.hotspot.errors import USE_ERRORS, worded
+from gateway.dialects.hotspot.errors import USE_ERRORS
 from gateway.dialects.hotspot.params import (
     check_names,
     normalise_mac,
@@ -124,7 +124,7 @@ async def usetoken(ctx: Context, params: JsonObject) -> list[JsonObject]:
     # that forwards a brute force gets blocked) and per device MAC (one guest cannot take it all).
     # Only unknown codes are guesses.
     subjects = {"address": ctx.client_addr, "mac": use.mac}
-    with worded(USE_ERRORS):
+    with saying(USE_ERRORS):
         async with guess_attempt(ctx.request, THROTTLE_REALM, subjects, guess=NotFound):
             used = await ctx.registry.use_voucher(use)
     return [voucher_object(used)]

@@ -8,7 +8,7 @@ import time
 import orjson
 from pydantic import JsonValue
 
-from gateway.dialects.common import ErrorTable, JsonObject
+from gateway.dialects.common import ErrorTable, JsonObject, saying
 from gateway.dialects.wialon import params as p
 from gateway.dialects.wialon.envelope import SESSION_IDLE_S, SESSION_REALM, Context
 from gateway.dialects.wialon.errors import (
@@ -20,7 +20,6 @@ from gateway.dialects.wialon.errors import (
     UNKNOWN_ERROR,
     WialonError,
     invalid,
-    saying,
 )
 from shared.contracts.issuer import OpenSession
 from shared.contracts.registry.accounts import User

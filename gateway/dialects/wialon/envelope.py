@@ -31,6 +31,7 @@ from gateway.dialects.common import (
     client_addr,
     json_reply,
     read_form,
+    saying,
     text_fields,
     translate,
 )
@@ -45,7 +46,6 @@ from gateway.dialects.wialon.errors import (
     UNKNOWN_ERROR,
     WialonError,
     invalid,
-    saying,
 )
 from gateway.keys import backends_key
 from shared import errors as domain

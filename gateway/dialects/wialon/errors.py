@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-from gateway.dialects.common import ErrorTable, JsonObject, translate
-from shared.errors import TokenHubError
+from gateway.dialects.common import JsonObject
 
 OK = 0  # core/logout's answer
 INVALID_SESSION = 1
@@ -40,17 +36,3 @@ def invalid(reason: str) -> WialonError:
 
 def denied(reason: str | None = None) -> WialonError:
     return WialonError(ACCESS_DENIED, reason)
-
-
-@contextlib.contextmanager
-def saying(table: ErrorTable[WialonError]) -> Iterator[None]:
-    """The domain errors of the block that `table` names, in its words: where a service means
-    something more particular by them than the envelope's table says (a failed login is 8, not 7).
-    Any other domain error goes on to the envelope's table."""
-    try:
-        yield
-    except TokenHubError as exc:
-        said = translate(exc, table)
-        if said is None:
-            raise
-        raise said from exc

@@ -12,11 +12,11 @@ from typing import TypedDict
 
 from pydantic import JsonValue
 
-from gateway.dialects.common import ErrorTable, JsonObject, guess_attempt
+from gateway.dialects.common import ErrorTable, JsonObject, guess_attempt, saying
 from gateway.dialects.wialon import params as p
 from gateway.dialects.wialon.core import escaped, login_reply
 from gateway.dialects.wialon.envelope import SESSION_IDLE_S, SESSION_REALM, Context, Session
-from gateway.dialects.wialon.errors import UNKNOWN_ERROR, WialonError, denied, invalid, saying
+from gateway.dialects.wialon.errors import UNKNOWN_ERROR, WialonError, denied, invalid
 from shared.contracts.issuer import OpenTokenSession, TokenSessionsRef
 from shared.contracts.registry.wialon_tokens import (
     CreateToken,

@@ -26,6 +26,7 @@ from gateway.dialects.common import (
     header_text,
     json_reply,
     read_raw,
+    saying,
     translate,
 )
 from gateway.dialects.zabbix.errors import (
@@ -46,7 +47,6 @@ from gateway.dialects.zabbix.errors import (
     not_authorized,
     params_error,
     session_terminated,
-    speaking,
 )
 from gateway.keys import backends_key, settings_key, verification_cache_key
 from gateway.verification_cache import cache_key, token_tag, user_tag
@@ -313,7 +313,7 @@ async def _authenticate(ctx: Context, auth: str | None) -> Caller:
 async def resolve_session(ctx: Context, session_id: str) -> SessionInfo:
     """The live session `session_id`; "Session terminated" for one the issuer does not know."""
     try:
-        with speaking(SESSION_ERRORS):
+        with saying(SESSION_ERRORS):
             return await ctx.backends.issuer.resolve_session(SESSION_REALM, session_id)
     except ValidationError as exc:  # cannot be a session id (the issuer would refuse it the same way)
         raise session_terminated() from exc
@@ -332,7 +332,7 @@ async def authenticate_token(ctx: Context, secret: str) -> Caller:
         login = Secret(secret=secret)
     except ValidationError as exc:  # cannot be a token (the registry would refuse it the same way)
         raise not_authorized() from exc
-    with speaking(TOKEN_ERRORS):
+    with saying(TOKEN_ERRORS):
         found = await ctx.backends.registry.authenticate_zabbix_token(login)
     left = cache.ttl if found.expires_at is None else found.expires_at - time.time()
     cache.put(key, (token_tag(found.token_id), user_tag(found.user.id)), found, left)

@@ -1,14 +1,10 @@
 """Zabbix API errors: a JSON-RPC code and Zabbix's own `data` text; and the way domain errors of the
 services become them: each call site names a declarative table (`ErrorTable`) of what it says for
-which domain error, and `speaking(table)` applies it. What no table says is the envelope's to say."""
+which domain error, and `saying(table)` applies it. What no table says is the envelope's to say."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
-from gateway.dialects.common import ErrorTable, JsonObject, translate
-from shared.errors import TokenHubError
+from gateway.dialects.common import ErrorTable, JsonObject
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -88,15 +84,3 @@ def no_permissions() -> ApiError:
 
 # A table's entries: each makes the Zabbix error for one domain error.
 Errors = ErrorTable[ApiError]
-
-
-@contextlib.contextmanager
-def speaking(table: Errors) -> Iterator[None]:
-    """Raise the Zabbix error `table` gives for a domain error raised inside; any other passes on."""
-    try:
-        yield
-    except TokenHubError as exc:
-        error = translate(exc, table)
-        if error is None:
-            raise
-        raise error from exc

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import JsonValue
 
-from gateway.dialects.common import JsonObject
+from gateway.dialects.common import JsonObject, saying
 from gateway.dialects.zabbix.envelope import Context
 from gateway.dialects.zabbix.errors import (
     APPLICATION_ERROR,
@@ -18,7 +18,6 @@ from gateway.dialects.zabbix.errors import (
     invalid_param,
     no_permissions,
     params_error,
-    speaking,
 )
 from gateway.dialects.zabbix.validator import (
     Boolean,
@@ -238,7 +237,7 @@ async def create(ctx: Context, params: JsonValue) -> JsonValue:
     tokens = [_new_token(ctx, t) for t in validate(CREATE, params)]
     check_unique(("userid", "name"), [(str(t.owner_id), t.name) for t in tokens], "/")
     request = CreateRequest(actor_id=ctx.user.id, client_addr=ctx.client_addr, tokens=tokens)
-    with speaking(CREATE_ERRORS):
+    with saying(CREATE_ERRORS):
         ids = await ctx.backends.registry.create_zabbix_tokens(request)
     return _token_ids(ids)
 
@@ -259,7 +258,7 @@ def _change(t: Validated) -> TokenChange:
 async def update(ctx: Context, params: JsonValue) -> JsonValue:
     changes = [_change(t) for t in validate(UPDATE, params)]
     request = UpdateRequest(actor_id=ctx.user.id, client_addr=ctx.client_addr, tokens=changes)
-    with speaking(CHANGE_ERRORS):
+    with saying(CHANGE_ERRORS):
         ids = await ctx.backends.registry.update_zabbix_tokens(request)
     # A disabled or shortened token must stop working on every gateway, not only after caches age.
     await ctx.request.app[verification_cache_key].invalidate(ids)
@@ -272,7 +271,7 @@ def _ids_request(ctx: Context, params: JsonValue) -> IdsRequest:
 
 async def delete(ctx: Context, params: JsonValue) -> JsonValue:
     request = _ids_request(ctx, params)
-    with speaking(CHANGE_ERRORS):
+    with saying(CHANGE_ERRORS):
         ids = await ctx.backends.registry.delete_zabbix_tokens(request)
     # A deleted token must stop working on every gateway.
     await ctx.request.app[verification_cache_key].invalidate(request.ids)
@@ -282,7 +281,7 @@ async def delete(ctx: Context, params: JsonValue) -> JsonValue:
 async def generate(ctx: Context, params: JsonValue) -> JsonValue:
     """A new secret for each token, shown this once; the previous one stops working."""
     request = _ids_request(ctx, params)
-    with speaking(CHANGE_ERRORS):
+    with saying(CHANGE_ERRORS):
         tokens = await ctx.backends.registry.generate_zabbix_tokens(request)
     # A token whose old secret was replaced must stop working on every gateway.
     await ctx.request.app[verification_cache_key].invalidate(request.ids)
@@ -351,7 +350,7 @@ async def get(ctx: Context, params: JsonValue) -> JsonValue:
         limit=limit,
         count=count,
     )
-    with speaking(GET_ERRORS):
+    with saying(GET_ERRORS):
         page = await ctx.backends.registry.query_zabbix_tokens(query)
     if count:
         return str(page.count)

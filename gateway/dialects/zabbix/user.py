@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import JsonValue, ValidationError
 
-from gateway.dialects.common import JsonObject
+from gateway.dialects.common import JsonObject, saying
 from gateway.dialects.zabbix.envelope import (
     SESSION_REALM,
     Context,
@@ -17,7 +17,6 @@ from gateway.dialects.zabbix.errors import (
     no_system_access,
     not_authorized,
     params_error,
-    speaking,
 )
 from gateway.dialects.zabbix.validator import Field, Flag, Object, String, is_array, validate
 from shared.contracts.issuer import OpenSession
@@ -102,7 +101,7 @@ async def login(ctx: Context, params: JsonValue) -> JsonValue:
         )
     except ValidationError as exc:  # what the issuer would refuse as invalid_input
         raise params_error(LOGIN_FAILED) from exc
-    with speaking(LOGIN_ERRORS):
+    with saying(LOGIN_ERRORS):
         opened = await ctx.backends.issuer.open_session(opening)
     if opened.user.role == "guest":
         # Guests have no API access, as in Zabbix's default setup; the session must not outlive this.
