@@ -52,7 +52,12 @@ async def create_app(
     app.cleanup_ctx.extend(
         [
             # First: a port it cannot listen on stops the start before anything else is opened.
-            metrics_listener(settings.host, settings.gateway_metrics_port, "GATEWAY_METRICS_PORT"),
+            metrics_listener(
+                settings.host,
+                settings.gateway_metrics_port,
+                "GATEWAY_METRICS_PORT",
+                shared=settings.gateway_workers > 1,
+            ),
             backends(resolver),
             verification_cache,
         ]

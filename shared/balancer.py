@@ -37,6 +37,9 @@ from prometheus_client import Counter, Gauge
 
 log = logging.getLogger(__name__)
 
+# How long a replica that said it is draining (it was told to stop) is left alone: longer than any
+# drain, so it is gone or back by then.
+DRAINING_SET_ASIDE_S = 10.0
 # Back-off of an endpoint set aside: doubles per consecutive failure, within these bounds (seconds).
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
@@ -202,10 +205,12 @@ class Replicas:
         endpoint.outstanding += 1
         REQUESTS.labels(self.target_name, endpoint.url).inc()
 
-    def answered(self, endpoint: Replica) -> None:
+    def answered(self, endpoint: Replica, *, draining: bool = False) -> None:
+        """The endpoint answered; `draining`: it said it is about to stop, so send it nothing new."""
         endpoint.outstanding -= 1
         endpoint.failures = 0
-        endpoint.set_aside_until = 0.0
+        endpoint.failed_slowly = False
+        endpoint.set_aside_until = self.clock() + DRAINING_SET_ASIDE_S if draining else 0.0
 
     def failed(self, endpoint: Replica, *, slowly: bool) -> None:
         """The call got no answer (refused, dropped, or `slowly`: timed out): set the endpoint aside."""

@@ -26,6 +26,9 @@ from shared.secrets import same_secret
 INTERNAL_KEY_HEADER = "X-TokenHub-Internal-Key"
 # Probes and scrapes come from the orchestrator, which does not hold the internal key.
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Sent on every reply of a replica told to stop (shared/web.py): set it aside at once, before it
+# stops accepting, so no call meets its closed door.
+DRAINING_HEADER = "X-TokenHub-Draining"
 # The error code of a request refused for its internal key: a deployment fault, not a domain error.
 KEY_REFUSED = "internal_key_refused"
 
@@ -144,7 +147,7 @@ class InternalClient:
             tried = replica
             self.replicas.sent(replica)
             try:
-                raw, status = await self._post(replica.url + path, data)
+                raw, status, draining = await self._post(replica.url + path, data)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # The connection was never made: the call reached no replica, whatever it was.
                 self.replicas.failed(replica, slowly=isinstance(exc, TimeoutError))
@@ -161,24 +164,25 @@ class InternalClient:
                 raise Unavailable(f"{self.name} did not answer: {type(exc).__name__}") from exc
             # A 503 is the replica's own "try again" (its store did not answer): not a reason to set
             # it aside (one slow query would empty a single-replica set), but a read may go elsewhere.
-            self.replicas.answered(replica)
+            self.replicas.answered(replica, draining=draining)
             if status == 503 and retry_allowed and idempotent:
                 continue
             return raw, status
 
-    async def _post(self, url: str, data: bytes | None, method: str = "POST") -> tuple[bytes, int]:
+    async def _post(self, url: str, data: bytes | None, method: str = "POST") -> tuple[bytes, int, bool]:
+        """The reply's body, status, and whether the replica is draining."""
         assert self._session is not None, "InternalClient.start() was not awaited"
         headers = {INTERNAL_KEY_HEADER: self._key, REQUEST_ID_HEADER: current_request_id()}
         if data is not None:
             headers["Content-Type"] = "application/json"
         async with self._session.request(method, url, data=data, headers=headers) as response:
-            return await response.read(), response.status
+            return await response.read(), response.status, DRAINING_HEADER in response.headers
 
     async def ready(self) -> bool:
         """Whether some replica of the target says it is ready."""
         for replica in self.replicas.all:
             try:
-                _, status = await self._post(replica.url + "/readyz", None, "GET")
+                _, status, _ = await self._post(replica.url + "/readyz", None, "GET")
             except (TimeoutError, aiohttp.ClientError, OSError):
                 continue
             if status == 200:

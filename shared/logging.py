@@ -18,6 +18,8 @@ from typing import cast
 import orjson
 from aiohttp.http_exceptions import HttpProcessingError
 
+from shared.workers import WORKER_VARIABLE
+
 REQUEST_ID_HEADER = "X-Request-Id"
 NO_REQUEST = "-"
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default=NO_REQUEST)
@@ -54,6 +56,8 @@ class JsonFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
+        # Which of the service's worker processes wrote the line, when it runs several.
+        self.worker = os.environ.get(WORKER_VARIABLE)
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
@@ -61,6 +65,7 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "service": self.service,
+            **({} if self.worker is None else {"worker": self.worker}),
             "logger": record.name,
             "request_id": request_id_var.get(),
             "msg": record.getMessage(),

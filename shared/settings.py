@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     store_timeout: float = Field(3.0, gt=0, validation_alias=_env("TOKENHUB_STORE_TIMEOUT"))
     db_pool_max: int = Field(10, ge=1, validation_alias=_env("TOKENHUB_DB_POOL_MAX"))
     # Largest request body any service accepts; larger ones get the dialect's own error.
+    # After SIGTERM a service keeps serving, telling each caller it is going (readiness 503, a
+    # draining header, connections closed after each reply), until no request has come for a
+    # moment or this many seconds have passed; then it stops accepting and finishes what it holds.
+    drain_seconds: float = Field(5.0, ge=0, le=300, validation_alias=_env("TOKENHUB_DRAIN_SECONDS"))
     max_body_bytes: int = Field(1 << 20, ge=1024, validation_alias=_env("TOKENHUB_MAX_BODY_BYTES"))
     # Reverse proxies (comma-separated addresses or CIDR networks) whose X-Forwarded-For the gateway
     # believes; empty: none, the socket's peer is the client (docs/DECISIONS.md, "Behind a proxy").
@@ -197,6 +201,14 @@ class Settings(BaseSettings):
     def idle_days_for(self, kind: Literal["zabbix", "wialon", "voucher"]) -> int:
         override: int | None = getattr(self, f"idle_days_{kind}")
         return override if override is not None else self.idle_days
+
+    def workers_of(self, service: Service) -> int:
+        """Processes of `service` on this machine (the sweeper runs one: its batches need no more)."""
+        return {
+            "gateway": self.gateway_workers,
+            "issuer": self.issuer_workers,
+            "registry": self.registry_workers,
+        }.get(service, 1)
 
     def port_of(self, service: Service) -> int:
         return {

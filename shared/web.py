@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -14,7 +16,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter, Histogram
 from pydantic import JsonValue
 
-from shared.internal import json_response
+from shared.internal import DRAINING_HEADER, json_response
 from shared.logging import (
     REQUEST_ID_HEADER,
     acceptable_request_id,
@@ -24,6 +26,7 @@ from shared.logging import (
 )
 from shared.metrics import HTTP_LATENCY, HTTP_REQUESTS, exposition
 from shared.settings import Service, Settings, SettingsError, env_name, load_settings
+from shared.workers import is_worker, supervise
 
 access_log = logging.getLogger("tokenhub.access")
 
@@ -33,6 +36,19 @@ readiness_key: web.AppKey[ReadinessCheck] = web.AppKey("readiness")
 # Optional: whether the service's own background work is still moving (the sweeper's loop).
 liveness_key: web.AppKey[ReadinessCheck] = web.AppKey("liveness")
 service_key = web.AppKey("service", str)
+# A drain ends once no request has come for this long (seconds), or at TOKENHUB_DRAIN_SECONDS.
+DRAIN_QUIET_S = 0.25
+
+
+class Drain:
+    """Whether the process is on its way out, and when it last got a request."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.last_request = time.monotonic()
+
+
+drain_key = web.AppKey("drain", Drain)
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -62,11 +78,17 @@ def observability_middleware(service: str) -> Middleware:
         assert request_id is not None
         token = request_id_var.set(request_id)
         started = time.perf_counter()
+        drain = request.app[drain_key]
+        drain.last_request = time.monotonic()
         status = 500
         try:
             response = await handler(request)
             status = response.status
             response.headers[REQUEST_ID_HEADER] = request_id
+            if drain.started:
+                # The next request on this connection would find the door closed: no keep-alive.
+                response.headers[DRAINING_HEADER] = "1"
+                response.force_close()
             return response
         except web.HTTPException as exc:
             status = exc.status
@@ -111,6 +133,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    if request.app[drain_key].started:
+        return json_response({"status": "draining", "checks": {}}, 503)
     checks = await request.app[readiness_key](request.app)
     ready = all(checks.values())
     body: dict[str, JsonValue] = {
@@ -140,6 +164,7 @@ def base_app(
     )
     app[service_key] = service
     app[readiness_key] = readiness
+    app[drain_key] = Drain()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if serve_metrics:
@@ -147,10 +172,12 @@ def base_app(
     return app
 
 
-def metrics_listener(host: str, port: int, variable: str) -> Callable[[web.Application], AsyncIterator[None]]:
+def metrics_listener(
+    host: str, port: int, variable: str, *, shared: bool = False
+) -> Callable[[web.Application], AsyncIterator[None]]:
     """A cleanup context that serves /metrics alone on a port of its own (0: none; `variable` is the
     setting that names it), for a service whose main port is public: Prometheus scrapes it on the
-    internal network."""
+    internal network. `shared`: several workers listen on it (each scrape sees one of them)."""
 
     async def listen(app: web.Application) -> AsyncIterator[None]:
         if not port:
@@ -161,7 +188,7 @@ def metrics_listener(host: str, port: int, variable: str) -> Callable[[web.Appli
         runner = web.AppRunner(scrape, access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, reuse_port=shared or None).start()
         except OSError as exc:
             await runner.cleanup()
             if exc.errno in _LISTEN_ERRORS:
@@ -184,9 +211,15 @@ def serve(service: Service, factory: Callable[[Settings], Awaitable[web.Applicat
         raise SystemExit(2) from None
     setup_logging(service, settings.log_level)
     port = settings.port_of(service)
+    workers = settings.workers_of(service)
+    if workers > 1 and not is_worker():
+        logging.getLogger(service).info("starting %d workers on %s:%d", workers, settings.host, port)
+        raise SystemExit(supervise(service, workers))
 
     async def start() -> web.Application:
-        return await factory(settings)
+        app = await factory(settings)
+        app.on_startup.append(stop_on_signals(settings.drain_seconds))
+        return app
 
     logging.getLogger(service).info("starting on %s:%d", settings.host, port)
     try:
@@ -196,8 +229,10 @@ def serve(service: Service, factory: Callable[[Settings], Awaitable[web.Applicat
             port=port,
             access_log=None,
             print=None,
-            handle_signals=True,
+            handle_signals=False,  # stop_on_signals: drain first
+            # What a replica holds when it stops accepting gets this long to finish.
             shutdown_timeout=5,
+            reuse_port=workers > 1 or None,
             loop=uvloop.new_event_loop(),
         )
     except CannotStart as exc:
@@ -210,6 +245,42 @@ def serve(service: Service, factory: Callable[[Settings], Awaitable[web.Applicat
             f"{service}: {CannotListen(env_name(f'{service}_port'), settings.host, port, exc)}\n"
         )
         raise SystemExit(1) from None
+
+
+def stop_on_signals(drain_seconds: float) -> Callable[[web.Application], Awaitable[None]]:
+    """On SIGTERM or SIGINT: drain, then stop. While draining, the service answers as usual, but
+    /readyz says 503 (orchestrators stop routing to it), every reply carries DRAINING_HEADER and
+    closes its connection (internal callers set the replica aside). Once no request has come for
+    DRAIN_QUIET_S, or after `drain_seconds`, it stops accepting, gives what it holds
+    `shutdown_timeout` to finish, and exits. A second signal stops it at once."""
+
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        drain = app[drain_key]
+        log = logging.getLogger(app[service_key])
+
+        def stop() -> None:
+            raise web.GracefulExit()
+
+        def wait_for_quiet(deadline: float) -> None:
+            now = time.monotonic()
+            if now >= deadline or now - drain.last_request >= DRAIN_QUIET_S:
+                log.info("drained; stopping")
+                stop()
+            loop.call_later(0.05, wait_for_quiet, deadline)
+
+        def begin() -> None:
+            if drain.started:
+                stop()
+            drain.started = True
+            log.info("stopping: draining for at most %.1f s", drain_seconds)
+            drain.last_request = time.monotonic()
+            wait_for_quiet(time.monotonic() + drain_seconds)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, begin)
+
+    return install
 
 
 # Why a socket cannot listen, as far as an operator can do something about it.

@@ -4,9 +4,10 @@ Python runs one event loop per process; a service with `<SERVICE>_WORKERS=N` (N 
 copies of itself that each listen on the same address with SO_REUSEPORT, so the kernel spreads new
 connections over them and a box with more cores than services uses them. The process started by
 the operator only supervises: it passes SIGTERM and SIGINT on, restarts a worker that dies on its
-own, and exits when they are all gone. A worker that dies within `EARLY_EXIT_S` of starting
-(bad settings, a port it cannot use) is not restarted: its one-line error is the answer, and the
-others are stopped, as `tokenhub up` does with services.
+own, and exits when they are all gone. A worker that exits with an error status within
+`EARLY_EXIT_S` of starting (bad settings, a port it cannot use) is not restarted: its one-line error
+is the answer, and the others are stopped, as `tokenhub up` does with services. One killed by a
+signal is always started again.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def supervise(service: str, workers: int) -> int:
             code = proc.poll()
             if code is None:
                 continue
-            if time.monotonic() - started < EARLY_EXIT_S and code != 0:
+            if time.monotonic() - started < EARLY_EXIT_S and code > 0:
                 sys.stderr.write(f"{service}: worker {index} could not start (status {code}); stopping\n")
                 status = code
                 stop.append(0)

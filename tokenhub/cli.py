@@ -70,6 +70,7 @@ class Arguments(argparse.Namespace):
     daily_quota: int
     access_ttl: int
     refresh_ttl: int
+    workers: dict[str, int]  # up: *_WORKERS variable → processes
 
 
 # Redis errors that mean "it did not answer" (its exception classes are typed with Any: named once).
@@ -109,12 +110,36 @@ def _moment(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+WORKER_SERVICES = ("gateway", "issuer", "registry")
+
+
+def _workers(text: str) -> dict[str, int]:
+    """`gateway=2,registry=2` → the *_WORKERS variable of each service named."""
+    counts: dict[str, int] = {}
+    for part in text.split(","):
+        service, _, count = part.strip().partition("=")
+        if service not in WORKER_SERVICES or not count.isdigit() or not 1 <= int(count) <= 64:
+            services = ", ".join(WORKER_SERVICES)
+            raise argparse.ArgumentTypeError(f"{part.strip()!r}: give SERVICE=N ({services}; N from 1 to 64)")
+        counts[f"{service.upper()}_WORKERS"] = int(count)
+    return counts
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tokenhub", description="TokenHub operator commands.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     commands.add_parser("migrate", help="apply database migrations (creates the database and Admin if new)")
-    commands.add_parser("up", help="migrate, then run gateway, issuer, registry and sweeper until stopped")
+    up_command = commands.add_parser(
+        "up", help="migrate, then run gateway, issuer, registry and sweeper until stopped"
+    )
+    up_command.add_argument(
+        "--workers",
+        type=_workers,
+        default={},
+        metavar="SERVICE=N,...",
+        help="processes per service sharing its port, e.g. gateway=2,registry=2 (sets GATEWAY_WORKERS...)",
+    )
 
     users = commands.add_parser("users", help="manage users").add_subparsers(
         dest="users_command", required=True
@@ -403,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stderr.write(f"tokenhub: {line}\n")
             return EXIT_UNAVAILABLE
         status = _run(migrate(settings), settings)
-        return status or up(settings, dict(os.environ))
+        environ = dict(os.environ, **{name: str(n) for name, n in args.workers.items()})
+        return status or up(settings, environ)
     if args.command == "audit":
         return _run(audit_events(settings, args), settings)
     if args.command == "users":

@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from shared.balancer import MAX_BACKOFF_S, Replicas, Target, parse_targets
+from shared.balancer import DRAINING_SET_ASIDE_S, MAX_BACKOFF_S, Replicas, Target, parse_targets
 
 
 class Clock:
@@ -163,3 +163,18 @@ async def test_start_keeps_resolving_names_in_the_background() -> None:
     fixed = replicas("http://127.0.0.1:1")
     await fixed.start()
     assert fixed._task is None
+
+
+async def test_a_draining_endpoint_gets_nothing_new_but_is_no_failure() -> None:
+    clock = Clock()
+    set_ = replicas("http://127.0.0.1:1,http://127.0.0.1:2", clock=clock)
+    await set_.refresh()
+    going, staying = set_.all
+    set_.sent(going)
+    set_.answered(going, draining=True)
+    assert going.failures == 0
+    assert all(set_.pick() is staying for _ in range(20))
+    # The only one left: still tried rather than no answer at all (it may be back, restarted).
+    assert set_.pick(avoid=staying) is going
+    clock.now += DRAINING_SET_ASIDE_S
+    assert going in {set_.pick() for _ in range(50)}
