@@ -32,17 +32,20 @@ else:
     Connection = PoolConnectionProxy
 
 # Errors that mean "the database did not answer", as opposed to "the query was wrong". Among them:
-# no host is a primary (NoPrimary, an OSError; or asyncpg's own when one host is named with
-# target_session_attrs), a server that is starting, shutting down or crashed (57P0x).
+# no host is a primary (NoPrimary, an OSError; or asyncpg's TargetServerAttributeNotMatched when one
+# host is named with target_session_attrs), a server that is starting, shutting down or crashed
+# (57P0x), and asyncpg's InternalClientError: its protocol caught between two states by a server
+# that died under it ("cannot switch to state 12; another operation (2) is in progress" when a
+# backend's last words, FATAL "unexpected postmaster exit", arrive just before the next query).
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
-    asyncpg.TargetServerAttributeNotMatched,
 )
 # The connection is to a server that takes no writes: a standby (DATABASE_URL without
 # target_session_attrs=read-write), or a primary demoted or made read-only under it. Nothing was
@@ -52,12 +55,6 @@ READ_ONLY_ERRORS: tuple[type[Exception], ...] = (asyncpg.ReadOnlySQLTransactionE
 NO_PRIMARY: tuple[type[Exception], ...]
 # Anything the server or the connection can throw at a query.
 ANY_DATABASE_ERROR: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
-# After one of these, no connection of the pool is to be trusted to reach the primary: the server
-# went away (kill, crash, failover) or is not the primary. A timeout alone is not one: a busy
-# server times out too, and dropping every connection would only add to its load.
-PRIMARY_LOST: tuple[type[Exception], ...] = tuple(
-    error for error in (*CONNECTION_ERRORS, *READ_ONLY_ERRORS) if error is not asyncio.TimeoutError
-)
 
 
 # Whatever runs a query: the pool (one statement, its own connection), a connection from it (inside
@@ -190,9 +187,13 @@ def check_dsn(dsn: str) -> None:
 
 
 class NoPrimary(ConnectionError):
-    """None of DATABASE_URL's hosts takes writes now: each refused, did not answer in time, or is a
-    standby (as between a primary's death and a standby's promotion). An OSError, so everything
-    that copes with a database that does not answer copes with this."""
+    """None of DATABASE_URL's hosts takes writes now, and at least one answered as a standby (as
+    between a primary's death and a standby's promotion). An OSError, so everything that copes with
+    a database that does not answer copes with this."""
+
+
+class NoHostAnswers(ConnectionError):
+    """None of DATABASE_URL's hosts answered: each refused or did not answer in time."""
 
 
 class Hosts:
@@ -202,7 +203,8 @@ class Hosts:
     within a connect timeout of its own (libpq's connect_timeout is per host; asyncpg's is for the
     whole list, so one host that does not answer would use it up and the next never be tried),
     the first that takes the login and satisfies target_session_attrs wins; read-write unless the
-    URL says otherwise, since TokenHub writes. The host that last won is tried first: after a
+    URL says otherwise, since TokenHub writes. None: NoPrimary if some host answered as a standby,
+    else NoHostAnswers, each naming what every host did. The host that last won is tried first: after a
     failover every new connection goes straight to the new primary, and a former primary that comes
     back as one (split brain) is not followed. Nothing is retried once a connection is made: what a
     statement did on a server that went away is the caller's to report, not ours to repeat.
@@ -229,6 +231,7 @@ class Hosts:
                 self.dsn, timeout=timeout, target_session_attrs=self.attrs, **options
             )
         tried: list[str] = []
+        standbys = 0
         for host in self.order():
             try:
                 conn: asyncpg.Connection = await asyncpg.connect(
@@ -240,6 +243,7 @@ class Hosts:
                     **options,
                 )
             except asyncpg.TargetServerAttributeNotMatched:
+                standbys += 1
                 tried.append(f"{host} is a standby")
             except CONNECTION_ERRORS as exc:
                 tried.append(f"{host}: {type(exc).__name__}")
@@ -248,7 +252,9 @@ class Hosts:
                     log.warning("connected to %s, the primary now (was %s)", host, self.last)
                 self.last = host
                 return conn
-        raise NoPrimary(f"no host accepts writes ({'; '.join(tried)})")
+        if standbys:
+            raise NoPrimary(f"no host accepts writes ({'; '.join(tried)})")
+        raise NoHostAnswers(f"no host answers ({'; '.join(tried)})")
 
 
 NO_PRIMARY = (NoPrimary, asyncpg.TargetServerAttributeNotMatched, *READ_ONLY_ERRORS)
@@ -282,11 +288,19 @@ async def create_pool(dsn: str, max_size: int, timeout: float) -> asyncpg.Pool:
     return pool
 
 
+def primary_lost(exc: BaseException) -> bool:
+    """Whether after `exc` no connection of a pool is to be trusted to reach the primary: the server
+    went away (kill, crash, failover) or is not the primary. A timeout alone is not such an error
+    (TimeoutError is an OSError): a busy server times out too, and dropping every connection would
+    only add to its load."""
+    return isinstance(exc, (*CONNECTION_ERRORS, *READ_ONLY_ERRORS)) and not isinstance(exc, TimeoutError)
+
+
 async def forget_connections(pool: asyncpg.Pool, exc: BaseException) -> bool:
-    """After `exc` means the primary is lost to this pool (PRIMARY_LOST), drop every connection it
+    """If `exc` means the primary is lost to this pool (`primary_lost`), drop every connection it
     holds (idle ones at once, busy ones when they come back), so the next acquire connects afresh
     to whichever host is the primary now; True if it did."""
-    if not isinstance(exc, PRIMARY_LOST):
+    if not primary_lost(exc):
         return False
     await pool.expire_connections()
     return True
@@ -348,15 +362,15 @@ def database_problem(exc: BaseException, dsn: str) -> str | None:
         return f"PostgreSQL refused the login ({exc}): check the user and password in {url}"
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return f"the user of {url} may not do this ({exc}): run it as the database's owner"
-    if isinstance(
-        exc, NoPrimary | asyncpg.TargetServerAttributeNotMatched | asyncpg.ReadOnlySQLTransactionError
-    ):
+    if isinstance(exc, NO_PRIMARY):
         return (
-            f"no PostgreSQL primary at {url}, only a standby or nothing ({exc}): promote a standby "
-            "(or wait for the failover to finish), or name the primary in DATABASE_URL"
+            f"no PostgreSQL primary at {url}, only a standby ({exc}): promote one (or wait for the "
+            "failover to finish), or name the primary in DATABASE_URL"
         )
     if isinstance(exc, CONNECTION_ERRORS):
-        return f"PostgreSQL does not answer at {url} ({type(exc).__name__}): start it, or set DATABASE_URL"
+        # Several hosts: what each did; one: what the driver said went wrong.
+        detail = str(exc) if isinstance(exc, NoHostAnswers) else type(exc).__name__
+        return f"PostgreSQL does not answer at {url} ({detail}): start it, or set DATABASE_URL"
     return None
 
 

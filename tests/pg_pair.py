@@ -31,7 +31,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import base_environment, run_cli
 from tests.e2e.harness import children, free_port, pid_alive
 
 POSTGRES_ACCOUNT = "postgres"
@@ -276,12 +275,14 @@ class PgPair:
             "?target_session_attrs=read-write"
         )
 
-    def migrate(self, redis_url: str, redis_prefix: str, database: str = "tokenhub") -> dict[str, str]:
-        """`tokenhub migrate` against the primary (which creates the database); the environment
-        every TokenHub process of the test gets, with DATABASE_URL naming both hosts."""
-        migrated = run_cli(["migrate"], base_environment(self.primary.dsn(database), redis_url, redis_prefix))
+    def migrate(self, env: dict[str, str], database: str = "tokenhub") -> dict[str, str]:
+        """`tokenhub migrate` (the real CLI) with DATABASE_URL naming the primary, which creates the
+        database; `env` with DATABASE_URL naming both hosts, for every TokenHub process of the test."""
+        from tests.conftest import run_cli  # here: tests/conftest.py imports this module
+
+        migrated = run_cli(["migrate"], {**env, "DATABASE_URL": self.primary.dsn(database)})
         assert migrated.returncode == 0, migrated.stderr
-        return base_environment(self.multi_host_dsn(database), redis_url, redis_prefix)
+        return {**env, "DATABASE_URL": self.multi_host_dsn(database)}
 
     # --- failing over ------------------------------------------------------------------------------
 
