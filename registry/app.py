@@ -14,7 +14,7 @@ from registry.vouchers import VoucherStore
 from registry.wialon_tokens import WialonTokens
 from registry.zabbix_tokens import ZabbixTokens
 from shared.internal import domain_error_middleware, internal_key_middleware
-from shared.postgres import create_pool, schema_problem
+from shared.postgres import create_pool, forget_connections, schema_problem
 from shared.secrets import Sealer
 from shared.settings import Settings
 from shared.web import CannotStart, base_app
@@ -22,13 +22,16 @@ from shared.web import CannotStart, base_app
 
 @web.middleware
 async def database_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Driver errors become domain errors here, once, for every route."""
+    """Driver errors become domain errors here, once, for every route. One that means the primary is
+    lost to the pool (it died, or the connection is to a standby) also drops the pool's connections:
+    the next request connects to whichever host is the primary by then."""
     try:
         return await handler(request)
     except Exception as exc:
         domain_error = translate(exc)
         if domain_error is None:
             raise
+        await forget_connections(request.app[store_key].pool, exc)
         raise domain_error from exc
 
 

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 from pydantic import BaseModel
 
-from shared.postgres import database_name, fetch_value, rows_as
+from shared.postgres import connect, database_name, fetch_value, rows_as
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any fixed 64-bit number works; this one reads "tokenhub" in ASCII.
@@ -112,14 +112,14 @@ def _with_database(dsn: str, database: str) -> str:
 async def ensure_database(dsn: str, timeout: float = 10.0) -> bool:
     """Create the database named in `dsn` if it does not exist; True if this call created it."""
     try:
-        conn = await asyncpg.connect(dsn, timeout=timeout)
+        conn = await connect(dsn, timeout)
     except asyncpg.InvalidCatalogNameError:
         pass
     else:
         await conn.close()
         return False
     name = database_name(dsn)
-    admin = await asyncpg.connect(_with_database(dsn, "postgres"), timeout=timeout)
+    admin = await connect(_with_database(dsn, "postgres"), timeout)
     try:
         # An identifier cannot be a query parameter; it comes from the operator's DATABASE_URL and
         # is quoted as an identifier, never pasted raw.

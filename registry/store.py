@@ -25,6 +25,7 @@ from shared.errors import (
 )
 from shared.postgres import (
     CONNECTION_ERRORS,
+    NO_PRIMARY,
     Connection,
     fetch_optional,
     fetch_value,
@@ -64,7 +65,12 @@ _UNIQUE_MEANING = {
 
 
 def translate(exc: BaseException) -> TokenHubError | None:
-    """Map a driver error to the domain error a caller should see; None if it is a bug."""
+    """Map a driver error to the domain error a caller should see; None if it is a bug.
+
+    A database that did not answer, or has no primary just now (a failover under way: the primary
+    died and no standby is promoted yet, or the connection reached a standby), is Unavailable, which
+    every dialect says as its "try again". Never retried here: a write whose connection died may
+    have committed, and only the client can tell whether to send it again."""
     if isinstance(exc, asyncpg.UniqueViolationError):
         name = exc.constraint_name or ""
         return Conflict(_UNIQUE_MEANING.get(name, "already exists"))
@@ -72,6 +78,8 @@ def translate(exc: BaseException) -> TokenHubError | None:
         return NotFound("a referenced object does not exist")
     if isinstance(exc, asyncpg.CheckViolationError | asyncpg.DataError):
         return InvalidInput("a value is out of range")
+    if isinstance(exc, NO_PRIMARY):
+        return Unavailable("the database has no primary just now (a failover under way?)")
     if isinstance(exc, CONNECTION_ERRORS):
         return Unavailable("the database did not answer")
     if isinstance(exc, asyncpg.QueryCanceledError):  # statement_timeout: the bound on every statement

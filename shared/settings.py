@@ -145,10 +145,21 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _postgres_url(cls, value: str) -> str:
+        from shared.postgres import check_dsn  # local import: only the services with a database need it
+
         if not value.startswith(("postgresql://", "postgres://")):
             raise ValueError(
                 "must be a postgresql:// URL, e.g. postgresql://user:password@host:5432/tokenhub"
             )
+        # Several hosts, as libpq writes them, for a primary and its standbys:
+        # postgresql://user:password@h1:5432,h2:5432/tokenhub?target_session_attrs=read-write
+        try:
+            check_dsn(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"{exc} (e.g. postgresql://user:password@h1:5432,h2:5432/tokenhub"
+                "?target_session_attrs=read-write)"
+            ) from None
         return value
 
     @field_validator("redis_url")

@@ -13,7 +13,14 @@ import redis.asyncio
 from aiohttp import web
 from redis.asyncio import Redis
 
-from shared.postgres import CONNECTION_ERRORS, create_pool, ping, schema_problem
+from shared.postgres import (
+    CONNECTION_ERRORS,
+    READ_ONLY_ERRORS,
+    create_pool,
+    forget_connections,
+    ping,
+    schema_problem,
+)
 from shared.settings import Settings
 from shared.web import CannotStart, base_app, liveness_key
 from sweeper.jobs import Sweeper
@@ -61,7 +68,10 @@ async def sweep_forever(app: web.Application) -> None:
     while True:
         try:
             await sweeper.run_pass()
-        except CONNECTION_ERRORS as exc:
+        except (*CONNECTION_ERRORS, *READ_ONLY_ERRORS) as exc:
+            # A failover, say: the next pass runs on whichever host is the primary by then, and
+            # finds again whatever this one left (each batch is its own transaction).
+            await forget_connections(sweeper.pool, exc)
             log.warning("sweep pass interrupted, the database did not answer: %s", type(exc).__name__)
         except Exception:
             log.exception("sweep pass failed")

@@ -181,3 +181,7 @@ def database_url(fresh_databases: FreshDatabases, redis_server: str, redis_prefi
 @pytest.fixture(scope="session")
 def environment(database_url: str, redis_server: str, redis_prefix: str) -> dict[str, str]:
     return base_environment(database_url, redis_server, redis_prefix)
+
+
+# A private primary and synchronous standby of a test's own, for the failover tests.
+from tests.pg_pair import pg_pair  # noqa: E402, F401

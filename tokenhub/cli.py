@@ -25,7 +25,14 @@ from registry import migrate as migrations
 from registry.store import ROLES, Role, Store, translate
 from shared import revocations
 from shared.errors import InvalidInput, NotFound, TokenHubError
-from shared.postgres import ANY_DATABASE_ERROR, create_pool, database_name, database_problem, redact
+from shared.postgres import (
+    ANY_DATABASE_ERROR,
+    connect,
+    create_pool,
+    database_name,
+    database_problem,
+    redact,
+)
 from shared.secrets import new_urlsafe_secret
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -198,7 +205,7 @@ async def migrate(settings: Settings) -> None:
     created = await migrations.ensure_database(settings.database_url, settings.store_timeout)
     if created:
         print(f"created database {database_name(settings.database_url)}", file=sys.stderr)
-    conn = await asyncpg.connect(settings.database_url, timeout=settings.store_timeout)
+    conn = await connect(settings.database_url, settings.store_timeout)
     try:
         applied = await migrations.apply(conn)
         print(f"applied {', '.join(applied)}" if applied else "schema is up to date", file=sys.stderr)
@@ -350,7 +357,7 @@ async def check_stores(settings: Settings) -> list[str]:
     """Plain sentences for every store that does not answer; empty when both do."""
     missing = []
     try:
-        conn = await asyncpg.connect(settings.database_url, timeout=settings.store_timeout)
+        conn = await connect(settings.database_url, settings.store_timeout)
         await conn.close()
     except asyncpg.InvalidCatalogNameError:
         pass  # the server answers; `migrate` creates the database next

@@ -103,11 +103,14 @@ class Load:
         clients_per_dialect: int = 2,
         pause: float = 0.05,
         request_timeout: float = 60.0,
+        dialects: frozenset[Dialect] = frozenset({"chatapp", "zabbix", "hotspot"}),
     ) -> None:
         self.gateway_url = gateway_url
         self.credentials = credentials
         self.tag = tag  # makes this load's names and u_ids its own
         self.clients_per_dialect = clients_per_dialect
+        self.dialects = dialects  # whose clients run (a ChatApp-less load needs no ChatApp account)
+        self.operations = frozenset(op for op in OPERATIONS if op[0] in dialects)
         self.pause = pause
         self.request_timeout = request_timeout
         self.outcomes: list[Outcome] = []
@@ -124,10 +127,15 @@ class Load:
 
     async def __aenter__(self) -> Load:
         for index in range(self.clients_per_dialect):
+            clients = {
+                "chatapp": ChatAppClient(self, index).run,
+                "zabbix": ZabbixClient(self, index).run,
+                "hotspot": HotspotClient(self, index).run,
+            }
             self._tasks += [
-                asyncio.create_task(self._client(ChatAppClient(self, index).run)),
-                asyncio.create_task(self._client(ZabbixClient(self, index).run)),
-                asyncio.create_task(self._client(HotspotClient(self, index).run)),
+                asyncio.create_task(self._client(run))
+                for dialect, run in clients.items()
+                if dialect in self.dialects
             ]
         return self
 
@@ -188,14 +196,14 @@ class Load:
 
     async def settled(self, since: float, tail: float, limit: float) -> float | None:
         """The moment after `since` from which every request has succeeded, once `tail` seconds of
-        load, with every operation done at least once, have followed it; None if that has not
-        happened `limit` seconds after `since`."""
+        load, with every operation of its dialects done at least once, have followed it; None if
+        that has not happened `limit` seconds after `since`."""
         while True:
             now = time.monotonic()
             last_failure = max((o.ended for o in self.outcomes if o.verdict != "ok"), default=since)
             start = max(since, last_failure)
             done = {(o.dialect, o.operation) for o in self.outcomes if o.started >= start}
-            if now - start >= tail and done >= OPERATIONS:
+            if now - start >= tail and done >= self.operations:
                 return start
             if now - since > limit:
                 return None

@@ -21,6 +21,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from shared.postgres import Hosts, check_dsn, hosts_of
 from shared.settings import SERVICE_FIELDS, Service, Settings, env_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -558,6 +559,21 @@ def test_database_url_matches_the_postgres_service(
             5432,
             "/" + postgres["POSTGRES_DB"],
         ), name
+
+
+def test_an_external_multi_host_postgres_is_one_variable(
+    services: dict[str, dict[str, Any]], operator_variables: dict[str, str]
+) -> None:
+    """TOKENHUB_DATABASE_HOSTS (docker-compose.yml's comment) points every process that connects at
+    the hosts of an external primary and its standbys, in order; the settings take that URL and
+    ask for the host that takes writes."""
+    variables = {**operator_variables, "TOKENHUB_DATABASE_HOSTS": "pg-a:5432,pg-b:5433"}
+    for name in DATABASE_PROCESSES:
+        url = resolved_environment(services[name], variables)[env_name("database_url")]
+        assert [str(host) for host in hosts_of(url)] == ["pg-a:5432", "pg-b:5433"], name
+        assert urlsplit(url).path == "/tokenhub", name
+        check_dsn(url)
+        assert Hosts(url).attrs == "read-write"
 
 
 @pytest.mark.parametrize("name", SERVICE_ROLE_PROCESSES)
