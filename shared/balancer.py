@@ -10,7 +10,9 @@ that come and go are followed without a restart, and picks one endpoint per call
   gateway piling onto the same momentarily idle replica;
 - passive health: an endpoint that refuses a connection or times out is set aside for a back-off
   that doubles with each consecutive failure (1 s, 2 s, 4 s... at most 30 s), then tried again; one
-  success clears it. With every endpoint set aside, one that failed fast (its connection was
+  success clears it. Calls that were already in flight when it failed and fail with it are the same
+  failure, not consecutive ones: a replica that dies with fifty calls in its hands is set aside for
+  1 s, not 30. With every endpoint set aside, one that failed fast (its connection was
   refused or dropped: a restarting process) is tried anyway — Envoy's "panic" routing, which costs a
   refused connection at worst and lets a lone replica serve again the moment it is back. One that
   failed slowly (a timeout: a host gone silent) is not, and with only such endpoints left there is
@@ -114,6 +116,9 @@ class Replica:
     url: str
     outstanding: int = 0
     failures: int = 0  # consecutive
+    # The last call sent (`Replicas.sent`'s number) when the last counted failure came: a call sent
+    # no later than that failed with it.
+    failed_after_call: int = 0
     set_aside_until: float = 0.0
     failed_slowly: bool = False  # its last failure was a timeout
 
@@ -130,6 +135,7 @@ class Replicas:
     clock: Callable[[], float] = time.monotonic
     rng: random.Random = field(default_factory=random.Random)
     _replicas: dict[str, Replica] = field(default_factory=dict)
+    _calls: int = 0  # calls sent so far, to every endpoint: numbers them in the order sent
     _task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -201,9 +207,12 @@ class Replicas:
         first, second = self.rng.sample(candidates, 2)
         return first if first.outstanding <= second.outstanding else second
 
-    def sent(self, endpoint: Replica) -> None:
+    def sent(self, endpoint: Replica) -> int:
+        """A call goes to `endpoint`: its number, for `failed` should it fail."""
         endpoint.outstanding += 1
         REQUESTS.labels(self.target_name, endpoint.url).inc()
+        self._calls += 1
+        return self._calls
 
     def answered(self, endpoint: Replica, *, draining: bool = False) -> None:
         """The endpoint answered; `draining`: it said it is about to stop, so send it nothing new."""
@@ -212,14 +221,19 @@ class Replicas:
         endpoint.failed_slowly = False
         endpoint.set_aside_until = self.clock() + DRAINING_SET_ASIDE_S if draining else 0.0
 
-    def failed(self, endpoint: Replica, *, slowly: bool) -> None:
-        """The call got no answer (refused, dropped, or `slowly`: timed out): set the endpoint aside."""
+    def failed(self, endpoint: Replica, *, slowly: bool, call: int | None = None) -> None:
+        """The call got no answer (refused, dropped, or `slowly`: timed out): set the endpoint aside.
+        `call` (its number from `sent`): a call sent before the endpoint's last failure was in flight
+        when that failure came, and fails with it; it does not lengthen the back-off again."""
         endpoint.outstanding -= 1
+        ERRORS.labels(self.target_name, endpoint.url).inc()
+        if call is not None and call <= endpoint.failed_after_call:
+            return
+        endpoint.failed_after_call = self._calls
         endpoint.failures += 1
         endpoint.failed_slowly = slowly
         backoff = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (endpoint.failures - 1))
         endpoint.set_aside_until = self.clock() + backoff
-        ERRORS.labels(self.target_name, endpoint.url).inc()
         EJECTIONS.labels(self.target_name, endpoint.url).inc()
         log.warning(
             "%s endpoint %s set aside for %.0f s after %d failure(s)",

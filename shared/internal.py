@@ -145,19 +145,19 @@ class InternalClient:
                 raise Unavailable(f"{self.name}: no replica to call (all set aside or none resolved)")
             retry_allowed = tried is None
             tried = replica
-            self.replicas.sent(replica)
+            call = self.replicas.sent(replica)
             try:
                 raw, status, draining = await self._post(replica.url + path, data)
             except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
                 # The connection was never made: the call reached no replica, whatever it was.
-                self.replicas.failed(replica, slowly=isinstance(exc, TimeoutError))
+                self.replicas.failed(replica, slowly=isinstance(exc, TimeoutError), call=call)
                 if retry_allowed:
                     continue
                 BACKEND_ERRORS.labels(self.name).inc()
                 raise Unavailable(f"{self.name} did not answer: {type(exc).__name__}") from exc
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 # It may have been served: only a call that changes nothing may go again.
-                self.replicas.failed(replica, slowly=isinstance(exc, TimeoutError))
+                self.replicas.failed(replica, slowly=isinstance(exc, TimeoutError), call=call)
                 if retry_allowed and idempotent:
                     continue
                 BACKEND_ERRORS.labels(self.name).inc()

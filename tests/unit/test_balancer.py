@@ -102,6 +102,22 @@ async def test_a_failing_endpoint_is_set_aside_with_a_growing_back_off() -> None
     assert dead.failures == 0
 
 
+async def test_calls_in_flight_that_fail_with_their_endpoint_are_one_failure() -> None:
+    clock = Clock()
+    set_ = replicas("http://127.0.0.1:1,http://127.0.0.1:2", clock=clock)
+    await set_.refresh()
+    dead, _ = set_.all
+    # A replica killed with fifty calls in its hands: they all fail at once, one failure.
+    in_flight = [set_.sent(dead) for _ in range(50)]
+    for call in in_flight:
+        set_.failed(dead, slowly=False, call=call)
+    assert (dead.failures, dead.set_aside_until - clock.now, dead.outstanding) == (1, 1, 0)
+    # Tried again after its back-off and failing again: that one is consecutive.
+    clock.now += 1
+    set_.failed(dead, slowly=False, call=set_.sent(dead))
+    assert (dead.failures, dead.set_aside_until - clock.now) == (2, 2)
+
+
 async def test_with_every_endpoint_set_aside_only_one_that_failed_fast_is_tried() -> None:
     set_ = replicas("http://127.0.0.1:1,http://127.0.0.1:2")
     await set_.refresh()
