@@ -66,6 +66,13 @@ async def test_token_gets_spread_evenly_over_a_list_of_registries(
     spread = [served(r, route) - b for r, b in zip(three_registries.registries, before, strict=True)]
     assert sum(spread) == calls
     assert all(850 <= n <= 1150 for n in spread), spread
+    # The gateway's own view, per endpoint, on its /metrics.
+    async with http.get(three_registries.gateways[0].metrics_url) as response:
+        text = await response.text()
+    for registry in three_registries.registries:
+        line = f'tokenhub_backend_requests_total{{endpoint="{registry.url}",target="registry"}}'
+        assert line in text, registry.url
+        assert float(text.split(line, 1)[1].split()[0]) >= 850
 
 
 async def test_a_token_deleted_through_one_gateway_is_refused_at_another_within_the_cache_bound(
