@@ -564,25 +564,21 @@ DEPLOYMENTS = (8, 32, 128)
 
 def projection(out: dict[str, Any]) -> dict[str, Any]:
     """Per scenario: CPU µs per request of each server process group, the cores each needs per
-    1,000 requests/s, and the requests/s N cores serve when split among them in proportion (Redis,
-    one thread, capped at one core); plus how close this run came to the same arithmetic for its
-    own cores (wrk's CPU counted, as it shares them here)."""
+    1,000 requests/s, the requests/s N cores serve when split among them in proportion, and apart
+    the most Redis's one thread could serve at its CPU per request (it cannot use a second core);
+    plus how close this run came to the same arithmetic for its own cores (wrk's CPU counted, as it
+    shares them here): well below 1, other work had part of the cores."""
     cores = out["machine"]["cores"]
     projected: dict[str, Any] = {}
     for row in PROJECTED:
         cpu = {g: out[row]["cpu_us_per_request"].get(g, 0.0) for g in SERVERS}
         total = sum(cpu.values())
         here = cores * 1e6 / (total + out[row]["cpu_us_per_request"].get("wrk", 0.0))
-        ceilings = {}
-        for n in DEPLOYMENTS:
-            rate = n * 1e6 / total
-            if cpu["redis"] > 0:
-                rate = min(rate, 1e6 / cpu["redis"])
-            ceilings[str(n)] = round(rate)
         projected[row] = {
             "cpu_us_per_request": cpu,
             "cores_per_1000_rps": {g: round(us / 1000, 3) for g, us in cpu.items()},
-            "rps_ceiling_by_cores": ceilings,
+            "rps_ceiling_by_cores": {str(n): round(n * 1e6 / total) for n in DEPLOYMENTS},
+            "redis_one_thread_rps": round(1e6 / cpu["redis"]) if cpu["redis"] else None,
             "measured_share_of_own_ceiling": round(out[row]["rps"] / here, 2),
         }
     return projected
@@ -593,13 +589,14 @@ def projection_table(projected: dict[str, Any]) -> str:
         "\nON PAPER (arithmetic from the CPU per request above, not a measurement):",
         "| scenario | cores per 1,000 req/s | "
         + " | ".join(f"{n} cores: req/s" for n in DEPLOYMENTS)
-        + " | this run / its own ceiling |",
-        "|---|---|" + "---:|" * len(DEPLOYMENTS) + "---:|",
+        + " | Redis's one thread: req/s | this run / its own ceiling |",
+        "|---|---|" + "---:|" * len(DEPLOYMENTS) + "---:|---:|",
     ]
     for row, p in projected.items():
         need = ", ".join(f"{g} {c:.3f}" for g, c in p["cores_per_1000_rps"].items() if c >= 0.0005)
         rates = " | ".join(f"{r:,}" for r in p["rps_ceiling_by_cores"].values())
-        lines.append(f"| {row} | {need} | {rates} | {p['measured_share_of_own_ceiling']:.2f} |")
+        redis_cap = f"{p['redis_one_thread_rps']:,}" if p["redis_one_thread_rps"] else "—"
+        lines.append(f"| {row} | {need} | {rates} | {redis_cap} | {p['measured_share_of_own_ceiling']:.2f} |")
     return "\n".join(lines)
 
 
