@@ -34,7 +34,8 @@ test: lint typecheck
 wrk:
 	@command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk; }
 
-# Speed on this machine: 1,000,000 tokens, every hot path, the sweeper; writes bench/results.json.
+# Speed on this machine: 1,000,000 tokens, every hot path, the same two with 2 workers of the gateway and
+# the registry (and an on-paper projection to more cores), the sweeper; writes bench/results.json.
 bench: $(STAMP) wrk
 	$(BIN)/python -m bench.run
 

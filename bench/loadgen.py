@@ -25,7 +25,7 @@ from pathlib import Path
 WARMUP_SECONDS = 1.0
 # wrk's default of 2 s would count a 10,000-voucher createtokens as a timeout.
 TIMEOUT_SECONDS = 30
-_TICKS = os.sysconf("SC_CLK_TCK")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 # CPU seconds used so far by each watched process group ("gateway", "postgres", ...).
 CpuProbe = Callable[[], dict[str, float]]
@@ -38,7 +38,7 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     fields = stat.rsplit(")", 1)[1].split()  # the command name may hold spaces and parentheses
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def _children_cpu() -> float:

@@ -16,11 +16,19 @@ measures with one load generator, wrk on one thread (bench/loadgen.py):
     hotspot_gettokens     gettokens with two filters and limit 100
     hotspot_createtokens_10000  createtokens of 10,000 vouchers, one call at a time
     tokens_refresh        tokens.refresh, rotating a pool of refresh tokens
+    tokens_check_workers1, zabbix_get_by_id_workers1, tokens_check_workers2,
+    zabbix_get_by_id_workers2
+                          the two again, back to back: one process per service, then with
+                          GATEWAY_WORKERS=2 and REGISTRY_WORKERS=2 (those two restarted; a
+                          service's CPU is its supervisor's and its workers' summed)
     sweeper_delete        `python -m sweeper --once` deleting every idle token (rows/s), while the
                           gateway serves token.get by id (p99 beside the same load without a sweep)
 
-Prints a table and writes bench/results.json; `--quick` is the everyday variant (100,000 tokens,
-short runs, about a minute). Load is loopback only and bounded in time and count.
+CPU per request is counted per process group: each service (with its workers), Postgres (the
+server's processes and this run's database's backends), Redis, wrk. Prints a table, the machine's
+load average, an ON-PAPER projection of the scaled rows to 8, 32 and 128 cores (arithmetic from
+their CPU per request), and writes bench/results.json; `--quick` is the everyday variant (100,000
+tokens, short runs, about a minute). Load is loopback only and bounded in time and count.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import asyncio
 import dataclasses
 import functools
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -48,20 +57,20 @@ import redis
 
 from bench import seed
 from bench.loadgen import (
+    CLOCK_TICKS,
     WARMUP_SECONDS,
     CpuProbe,
     Result,
     Scenario,
-    cpu_seconds,
     lua_string,
     measure,
     run_wrk,
     script,
 )
 from shared.secrets import Sealer
-from shared.settings import DEV_PEPPER, DEV_SEAL_KEY
+from shared.settings import DEV_PEPPER, DEV_SEAL_KEY, Service
 from tests.conftest import LOCAL_POSTGRES, LOCAL_REDIS, FreshDatabases, base_environment, run_cli
-from tests.e2e.harness import free_port, http_status, running_cluster
+from tests.e2e.harness import Cluster, children, free_port, http_status, running_cluster
 
 RESULTS = Path(__file__).with_name("results.json")
 PASSWORD = secrets.token_urlsafe(12)  # the benchmark user's; the database is dropped afterwards
@@ -249,18 +258,79 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def cpu_by_group(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each named process, and of all Postgres processes together (the
-    bench's database is the only busy one while it runs)."""
-    used = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    postgres = 0.0
-    for comm in Path("/proc").glob("[0-9]*/comm"):
-        try:
-            if comm.read_text().strip() == "postgres":
-                postgres += cpu_seconds(int(comm.parent.name))
-        except OSError:  # gone meanwhile
-            continue
-    used["postgres"] = postgres
+@dataclass(frozen=True)
+class Process:
+    parent: int
+    command: str
+    cpu: float  # user + system seconds so far
+
+
+def processes() -> dict[int, Process]:
+    """Every process on the machine, from /proc (those that end meanwhile are left out)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # The command may hold spaces and parentheses: the fields after its closing one.
+            head, _, tail = stat.rpartition(")")
+            fields = tail.split()
+            cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+            found[int(entry.name)] = Process(int(fields[1]), head.partition("(")[2], cpu)
+    return found
+
+
+def family(pid: int, table: dict[int, Process]) -> list[int]:
+    """`pid` and every process descended from it: a service with workers is a supervisor and its
+    children, and its CPU is theirs summed."""
+    children: dict[int, list[int]] = {}
+    for child, process in table.items():
+        children.setdefault(process.parent, []).append(child)
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        if current in table:
+            found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+# A Postgres backend's title: "postgres: [cluster: ]user database host(port) state".
+_BACKEND = re.compile(r"postgres: (?:\S+: )?\S+ (\S+) (?:\S+\(\d+\)|\[local\]) ")
+
+
+def other_database(pid: int, database: str) -> bool:
+    """Whether `pid` is a Postgres backend serving a database other than `database` (another test
+    run's, on a shared machine); the server's own processes (checkpointer, WAL writer, ...) are not."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return True
+    backend = _BACKEND.match(title)
+    return backend is not None and backend.group(1) != database
+
+
+def cpu_by_group(pids: dict[str, int], database: str) -> dict[str, float]:
+    """CPU seconds so far of each named process with its descendants (a service's workers also as
+    "<name>.<n>", in pid order), of Postgres (the server's processes and the backends of `database`;
+    those of other databases belong to other runs) and of Redis (the machine's one server, shared
+    with any other run that uses it)."""
+    table = processes()
+    used = {}
+    for name, pid in pids.items():
+        members = family(pid, table)
+        used[name] = sum(table[p].cpu for p in members)
+        workers = sorted(p for p in members if table[p].parent == pid)
+        if len(workers) > 1:
+            used |= {
+                f"{name}.{n}": sum(table[p].cpu for p in family(w, table)) for n, w in enumerate(workers)
+            }
+    used["postgres"] = sum(
+        p.cpu for pid, p in table.items() if p.command == "postgres" and not other_database(pid, database)
+    )
+    used["redis"] = sum(p.cpu for p in table.values() if p.command == "redis-server")
     return used
 
 
@@ -313,6 +383,68 @@ def scenarios(
     return results
 
 
+# The services the scaled rows run with several workers each, and how many.
+SCALED: tuple[Service, ...] = ("registry", "gateway")
+WORKERS = 2
+
+
+def listeners(port: int) -> int:
+    """How many sockets listen on `port` on loopback: one per worker once all of them serve."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+            count += 1
+    return count
+
+
+def restart(cluster: Cluster, workers: int, rss: dict[str, float]) -> None:
+    """Restart SCALED with `workers` processes each (the gateway first down, last up, so it never
+    calls a registry that is going), keeping the peak RSS of single processes in `rss`. Ready means
+    every worker listens: a connection made while only one did would stay with that one."""
+    for name in reversed(SCALED):
+        service = cluster[name]
+        assert service.proc is not None
+        if not children(service.proc.pid):
+            rss[name] = max(rss.get(name, 0.0), peak_rss_mb(service.proc.pid))
+        service.stop()
+    for name in SCALED:
+        service = cluster[name]
+        variable = f"{name.upper()}_WORKERS"
+        service.env = {**service.env, variable: str(workers)}
+        service.start()
+        service.wait_ready()
+        deadline = time.monotonic() + 30
+        while listeners(service.port) < workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name}: {workers} workers not listening after 30 s")
+            time.sleep(0.1)
+
+
+def scale_phase(
+    cluster: Cluster, world: World, size: Size, concurrency: int, probe: CpuProbe, rss: dict[str, float]
+) -> list[Result]:
+    """tokens/check and token.get by id with one process per service, then at once with WORKERS
+    processes of each SCALED service (the issuer stays one), back to back; then one each again."""
+    gateway = cluster.gateway_url
+    run = runner(size, concurrency, gateway, probe)
+    check = tokens_check(gateway, world)
+    lookup = by_id(world.api_secret, world.zabbix_ids)
+    results = [
+        run(name="tokens_check_workers1", scenario=check),
+        run(name="zabbix_get_by_id_workers1", scenario=lookup),
+    ]
+    restart(cluster, WORKERS, rss)
+    try:
+        results += [
+            run(name=f"tokens_check_workers{WORKERS}", scenario=check),
+            run(name=f"zabbix_get_by_id_workers{WORKERS}", scenario=lookup),
+        ]
+    finally:
+        restart(cluster, 1, rss)
+    return results
+
+
 def sweep_phase(
     gateway: str, env: dict[str, str], world: World, size: Size, concurrency: int, probe: CpuProbe
 ) -> dict[str, Any]:
@@ -345,7 +477,12 @@ def sweep_phase(
     return {"quiet": quiet, "during": during, "deleted": deleted, "seconds": elapsed, "rss": peak}
 
 
-def report(results: list[Result], sweep: dict[str, Any], rss: dict[str, float]) -> dict[str, Any]:
+def report(
+    results: list[Result],
+    sweep: dict[str, Any],
+    rss: dict[str, float],
+    load: list[tuple[float, float, float]],
+) -> dict[str, Any]:
     ceiling = max(r.rps for r in results if r.name.startswith("hello"))
     out: dict[str, Any] = {
         r.name: {
@@ -364,6 +501,11 @@ def report(results: list[Result], sweep: dict[str, Any], rss: dict[str, float]) 
         "seconds": round(sweep["seconds"], 1),
     }
     out["peak_rss_mb"] = {name: round(mb, 1) for name, mb in {**rss, "sweeper": sweep["rss"]}.items()}
+    out["machine"] = {
+        "cores": os.cpu_count(),
+        "load_average_start": [round(x, 2) for x in load[0]],
+        "load_average_end": [round(x, 2) for x in load[-1]],
+    }
     return out
 
 
@@ -395,13 +537,66 @@ def table(out: dict[str, Any]) -> str:
                 f"{r['p99_ms']:.2f}",
                 f"{r['ratio']:.2f}",
                 str(r["errors"]),
-                ", ".join(f"{k} {v:,.0f}" for k, v in r["cpu_us_per_request"].items() if v >= 1),
+                # A service's total; its workers' shares ("gateway.0", ...) are in the JSON.
+                ", ".join(
+                    f"{k} {v:,.0f}" for k, v in r["cpu_us_per_request"].items() if v >= 1 and "." not in k
+                ),
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     sweep = out["sweeper_delete"]
     lines.append(f"\nsweeper_delete: {sweep['rows']:,} idle tokens in {sweep['seconds']} s")
     lines.append(f"  = {sweep['rows_per_s']:,} rows/s")
     lines.append("peak RSS (MB): " + ", ".join(f"{k} {v}" for k, v in out["peak_rss_mb"].items()))
+    machine = out["machine"]
+    lines.append(
+        f"load average (1, 5, 15 min) on {machine['cores']} cores: {machine['load_average_start']} at "
+        f"the start, {machine['load_average_end']} at the end of the measurements"
+    )
+    return "\n".join(lines)
+
+
+# ON PAPER: the scaled rows' CPU per request, turned into what a deployment of so many cores would
+# serve. Arithmetic, not a measurement; BENCHMARKS.md states its assumptions and where it breaks.
+PROJECTED = (f"tokens_check_workers{WORKERS}", f"zabbix_get_by_id_workers{WORKERS}")
+SERVERS = ("gateway", "issuer", "registry", "postgres", "redis")
+DEPLOYMENTS = (8, 32, 128)
+
+
+def projection(out: dict[str, Any]) -> dict[str, Any]:
+    """Per scenario: CPU µs per request of each server process group, the cores each needs per
+    1,000 requests/s, the requests/s N cores serve when split among them in proportion, and apart
+    the most Redis's one thread could serve at its CPU per request (it cannot use a second core);
+    plus how close this run came to the same arithmetic for its own cores (wrk's CPU counted, as it
+    shares them here): well below 1, other work had part of the cores."""
+    cores = out["machine"]["cores"]
+    projected: dict[str, Any] = {}
+    for row in PROJECTED:
+        cpu = {g: out[row]["cpu_us_per_request"].get(g, 0.0) for g in SERVERS}
+        total = sum(cpu.values())
+        here = cores * 1e6 / (total + out[row]["cpu_us_per_request"].get("wrk", 0.0))
+        projected[row] = {
+            "cpu_us_per_request": cpu,
+            "cores_per_1000_rps": {g: round(us / 1000, 3) for g, us in cpu.items()},
+            "rps_ceiling_by_cores": {str(n): round(n * 1e6 / total) for n in DEPLOYMENTS},
+            "redis_one_thread_rps": round(1e6 / cpu["redis"]) if cpu["redis"] else None,
+            "measured_share_of_own_ceiling": round(out[row]["rps"] / here, 2),
+        }
+    return projected
+
+
+def projection_table(projected: dict[str, Any]) -> str:
+    lines = [
+        "\nON PAPER (arithmetic from the CPU per request above, not a measurement):",
+        "| scenario | cores per 1,000 req/s | "
+        + " | ".join(f"{n} cores: req/s" for n in DEPLOYMENTS)
+        + " | Redis's one thread: req/s | this run / its own ceiling |",
+        "|---|---|" + "---:|" * len(DEPLOYMENTS) + "---:|---:|",
+    ]
+    for row, p in projected.items():
+        need = ", ".join(f"{g} {c:.3f}" for g, c in p["cores_per_1000_rps"].items() if c >= 0.0005)
+        rates = " | ".join(f"{r:,}" for r in p["rps_ceiling_by_cores"].values())
+        redis_cap = f"{p['redis_one_thread_rps']:,}" if p["redis_one_thread_rps"] else "—"
+        lines.append(f"| {row} | {need} | {rates} | {redis_cap} | {p['measured_share_of_own_ceiling']:.2f} |")
     return "\n".join(lines)
 
 
@@ -426,7 +621,11 @@ def main() -> None:
         size.max_requests,
     )
     databases = FreshDatabases(os.environ.get("TEST_DATABASE_URL", LOCAL_POSTGRES))
-    dsn = databases.dsn(databases.name())
+    database = databases.name()
+    dsn = databases.dsn(database)
+    # The machine's load when the run starts and when its measurements end: other work on the
+    # cores shows in every figure.
+    load = [os.getloadavg()]
     env = base_environment(
         dsn, os.environ.get("TEST_REDIS_URL", LOCAL_REDIS), f"bench-{secrets.token_hex(3)}:"
     )
@@ -444,19 +643,29 @@ def main() -> None:
                 running_cluster(env, Path(logs), ("registry", "issuer", "gateway")) as cluster,
             ):
                 gateway = cluster.gateway_url
-                pids = {"hello": hello_proc.pid, "hello_hop": hop_proc.pid}
-                pids |= {str(name): s.proc.pid for name, s in cluster.services.items() if s.proc}
-                probe = functools.partial(cpu_by_group, pids)
+
+                def probe() -> dict[str, float]:
+                    pids = {"hello": hello_proc.pid, "hello_hop": hop_proc.pid}
+                    pids |= {str(name): s.proc.pid for name, s in cluster.services.items() if s.proc}
+                    return cpu_by_group(pids, database)
+
                 results = scenarios(gateway, hello_url, hop_url, world, size, args.concurrency, probe)
+                rss: dict[str, float] = {}
+                results += scale_phase(cluster, world, size, args.concurrency, probe, rss)
                 sweep = sweep_phase(gateway, env, world, size, args.concurrency, probe)
-                rss = {str(name): peak_rss_mb(s.proc.pid) for name, s in cluster.services.items() if s.proc}
+                for name, s in cluster.services.items():
+                    if s.proc:
+                        rss[name] = max(rss.get(name, 0.0), peak_rss_mb(s.proc.pid))
+                load.append(os.getloadavg())
         finally:
             for proc in (hop_proc, hello_proc):
                 proc.terminate()
                 proc.wait()
-        out = report(results, sweep, rss)
+        out = report(results, sweep, rss, load)
+        out["projection_on_paper"] = projection(out)
         args.output.write_text(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
         print(table(out))
+        print(projection_table(out["projection_on_paper"]))
         print("\n" + goals(out))
         print(f"\nwritten to {args.output}")
     finally:
