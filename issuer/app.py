@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import redis.asyncio
 from aiohttp import web
 
 from issuer.keys import (
@@ -30,6 +29,7 @@ from shared.contracts.registry import RegistryClient
 from shared.contracts.server import add_api_routes
 from shared.errors import Unavailable
 from shared.internal import InternalClient, domain_error_middleware, internal_key_middleware
+from shared.redis import redis_client as connect_redis
 from shared.settings import Settings
 from shared.web import base_app
 
@@ -47,14 +47,14 @@ async def redis_error_middleware(request: web.Request, handler: Handler) -> web.
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    client = redis.asyncio.from_url(
-        settings.redis_url,
+    client = connect_redis(
+        settings,
         # Far above what the gateways' connection limits let in at once: redis-py's default (100)
         # answered a burst of parallel logins "too many connections". (A blocking pool would queue
-        # them instead, at ~16 µs more per command: a quarter of the cost of a refresh.)
+        # them instead, at ~16 µs more per command: a quarter of the cost of a refresh.) Per node in
+        # a cluster.
         max_connections=REDIS_POOL_MAX,
         socket_timeout=settings.store_timeout,
-        socket_connect_timeout=settings.store_timeout,
         health_check_interval=30,
     )
     app[redis_key] = client

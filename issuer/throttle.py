@@ -23,11 +23,10 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from redis.asyncio import Redis
-
 from issuer.redis_keys import ATTEMPT_WAIT_FIRST_S, ATTEMPT_WAIT_LONGEST_S, ATTEMPT_WAIT_MAX_S, RedisKeys
 from issuer.scripts import Script
 from shared.errors import Throttled, Unavailable
+from shared.redis import AnyRedis
 from shared.secrets import lookup_hash
 
 # What an attempt is counted against: {"account": "alice", "address": "192.0.2.1"}.
@@ -55,7 +54,7 @@ class Refusal:
 class FailureThrottle:
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         keys: RedisKeys,
         pepper: str,
         limits: dict[str, int],

@@ -9,11 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import redis.asyncio
 from aiohttp import web
-from redis.asyncio import Redis
 
 from shared.postgres import CONNECTION_ERRORS, create_pool, ping, schema_problem
+from shared.redis import AnyRedis, redis_client
 from shared.settings import Settings
 from shared.web import CannotStart, base_app, liveness_key
 from sweeper.jobs import Sweeper
@@ -34,12 +33,8 @@ sweeper_key = web.AppKey("sweeper", Sweeper)
 loop_state_key = web.AppKey("loop_state", LoopState)
 
 
-def connect_redis(settings: Settings) -> Redis:
-    return redis.asyncio.from_url(
-        settings.redis_url,
-        socket_timeout=settings.store_timeout,
-        socket_connect_timeout=settings.store_timeout,
-    )
+def connect_redis(settings: Settings) -> AnyRedis:
+    return redis_client(settings, socket_timeout=settings.store_timeout)
 
 
 async def stores(app: web.Application) -> AsyncIterator[None]:
