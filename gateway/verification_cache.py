@@ -23,7 +23,7 @@ import redis.exceptions
 from prometheus_client import Counter
 
 from shared import revocations
-from shared.redis import UNAVAILABLE, AnyRedis, Subscriber, redis_client
+from shared.redis import UNAVAILABLE, AnyRedis, Subscriber, prepare, redis_client
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -192,6 +192,7 @@ async def running_cache(settings: Settings) -> AsyncIterator[VerificationCache]:
         settings,
         health_check_interval=1,  # a dead connection is noticed within about a second
     )
+    await prepare(client)
     cache = VerificationCache(settings.verify_cache_ttl, client=client, prefix=settings.redis_prefix)
     subscriber = Subscriber(client, settings.redis_url, settings.store_timeout)
     task = asyncio.create_task(

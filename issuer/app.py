@@ -29,6 +29,7 @@ from shared.contracts.registry import RegistryClient
 from shared.contracts.server import add_api_routes
 from shared.errors import Unavailable
 from shared.internal import InternalClient, domain_error_middleware, internal_key_middleware
+from shared.redis import prepare
 from shared.redis import redis_client as connect_redis
 from shared.settings import Settings
 from shared.web import base_app
@@ -57,6 +58,7 @@ async def redis_client(app: web.Application) -> AsyncIterator[None]:
         socket_timeout=settings.store_timeout,
         health_check_interval=30,
     )
+    await prepare(client)
     app[redis_key] = client
     yield
     await client.aclose()

@@ -94,6 +94,16 @@ def redis_client(
     return Redis.from_url(settings.redis_url, **options)
 
 
+async def prepare(client: AnyRedis) -> None:
+    """Let a cluster client learn the topology now, before requests need it. (Left to the first
+    commands, redis-py 8.1 refreshes it under all of them at once and recycles the connections they
+    are using: a burst at start meets "connection closed" errors.) Nothing to do for one Redis; a
+    cluster that does not answer yet is learnt later, at the first command, as redis-py does."""
+    if isinstance(client, RedisCluster):
+        with contextlib.suppress(*UNAVAILABLE, OSError):
+            await client.initialize()
+
+
 def is_cluster(client: AnyRedis) -> bool:
     return isinstance(client, RedisCluster)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from shared.postgres import CONNECTION_ERRORS, create_pool, ping, schema_problem
-from shared.redis import AnyRedis, redis_client
+from shared.redis import AnyRedis, prepare, redis_client
 from shared.settings import Settings
 from shared.web import CannotStart, base_app, liveness_key
 from sweeper.jobs import Sweeper
@@ -45,6 +45,7 @@ async def stores(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
         raise CannotStart(problem)
     redis = connect_redis(settings)
+    await prepare(redis)
     app[sweeper_key] = Sweeper(pool, redis, settings)
     yield
     await redis.aclose()
