@@ -101,6 +101,7 @@ async def domain_objects(app: web.Application) -> AsyncIterator[None]:
         trail,
     )
     yield
+    await throttle.close()
 
 
 async def readiness(app: web.Application) -> dict[str, bool]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -184,8 +185,9 @@ async def _refresh(client: RedisCluster, failed: ClusterNode) -> None:
 
 class Subscriber:
     """Connections on which to SUBSCRIBE. One Redis: its client's own pub/sub. A cluster: a plain
-    connection to one node of its topology (module docstring); each new connection after a lost
-    one goes to the next node, so a dead node is left behind after one attempt."""
+    connection to one node of its topology (module docstring), the first one at random (gateways
+    spread over the nodes); each new connection after a lost one goes to the next node, so a dead
+    node is left behind after one attempt."""
 
     def __init__(self, client: AnyRedis, url: str, connect_timeout: float) -> None:
         self._client = client
@@ -225,8 +227,10 @@ class Subscriber:
         if not nodes:
             raise redis.exceptions.ConnectionError("no node of the Redis Cluster is known")
         names = [n.name for n in nodes]
-        following = (names.index(self._last) + 1) if self._last in names else 0
-        node = nodes[following % len(nodes)]
+        if self._last in names:
+            node = nodes[(names.index(self._last) + 1) % len(nodes)]
+        else:  # the first: any node, so that many gateways spread over the cluster
+            node = random.choice(nodes)
         self._last = node.name
         return node
 
