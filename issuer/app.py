@@ -43,7 +43,8 @@ async def redis_error_middleware(request: web.Request, handler: Handler) -> web.
     try:
         return await handler(request)
     except REDIS_DOWN as exc:
-        raise Unavailable("redis did not answer") from exc
+        # The kind of failure goes to the log (a refused connection, a timeout, CLUSTERDOWN...).
+        raise Unavailable(f"redis did not answer ({type(exc).__name__})") from exc
 
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:

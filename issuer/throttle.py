@@ -78,8 +78,10 @@ class FailureThrottle:
         self._lease_ms = int(lease * 1000)
         self._max_wait = max_wait
         self._settling: set[asyncio.Task[None]] = set()  # attempts settled again in the background
-        self._take = Script(redis, "attempt_take")
-        self._finish = Script(redis, "attempt_finish")
+        # Replicated (in a cluster, acknowledged once a replica has them): a failover must neither
+        # forget failures (more guesses) nor bring back a settled lease (a budget held for nothing).
+        self._take = Script(redis, "attempt_take", replicated=True)
+        self._finish = Script(redis, "attempt_finish", replicated=True)
 
     def _keys_of(self, realm: str, subjects: Subjects) -> list[str]:
         """Each subject's failures and leases, in attempt_take.lua's order."""

@@ -21,9 +21,10 @@ import asyncio
 import collections
 import contextlib
 import os
+import secrets
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,10 +32,14 @@ import aiohttp
 import pytest
 from redis.crc import key_slot
 
+from gateway.verification_cache import VerificationCache, follow_revocations, token_tag
 from issuer.quota import utc_day
 from issuer.redis_keys import RedisKeys
+from shared import revocations
+from shared.redis import UNAVAILABLE as REDIS_DOWN
+from shared.redis import Subscriber, prepare, redis_client
 from shared.secrets import lookup_hash
-from shared.settings import DEV_PEPPER
+from shared.settings import DEV_PEPPER, Settings
 from tests.conftest import redis_for
 from tests.e2e.harness import Cluster, running_cluster
 from tests.e2e.test_chatapp import (
@@ -280,3 +285,65 @@ async def test_a_killed_master_is_replaced_and_nothing_acknowledged_is_lost(
         f"{sum(r.status == 503 for _, r in burst)} told to try again (503);",
         f"{len(record.accepted)} refresh tokens accepted once each, every one refused when replayed.",
     )
+
+
+async def test_the_revocation_subscriber_moves_to_another_node_when_its_node_dies(
+    doomed_cluster: RedisCluster,
+) -> None:
+    """A gateway's revocation channel (gateway/verification_cache.py) on a cluster: subscribed on one
+    node, it hears what is published on any; when that node is killed the cache goes off, and comes
+    back on, subscribed on another node, hearing revocations again, without a restart."""
+    settings = Settings.model_validate({"REDIS_URL": doomed_cluster.url, "TOKENHUB_REDIS_CLUSTER": True})
+    client = redis_client(settings, health_check_interval=1)
+    await prepare(client)
+    prefix = f"failover{secrets.token_hex(3)}:"
+    cache = VerificationCache(1.0, client=client, prefix=prefix)
+    subscriber = Subscriber(client, settings.redis_url, settings.store_timeout)
+    following = asyncio.create_task(follow_revocations(subscriber, revocations.channel(prefix), cache))
+
+    async def heard_revocation(token_id: int) -> bool:
+        """Whether a revocation published now (on whichever node the client picks) empties the
+        cache entry it names within a second."""
+        cache.put(b"key", (token_tag(token_id),), "verified", 60)
+        await revocations.publish(client, prefix, [token_id])
+        return await within(1.0, lambda: cache.get(b"key") is None)
+
+    try:
+        assert await within(10.0, lambda: cache.live)
+        first = subscriber.node
+        assert first is not None
+        assert await heard_revocation(7)
+
+        doomed_cluster.node(int(first.rsplit(":", 1)[1])).kill()  # SIGKILL, by PID
+        killed_at = time.monotonic()
+        assert await within(5.0, lambda: not cache.live), "the cache still served with its node dead"
+        assert await within(15.0, lambda: cache.live), "the channel was never subscribed again"
+        assert subscriber.node != first
+        again = time.monotonic() - killed_at
+        print(f"\nrevocation channel: on {subscriber.node} {again:.2f} s after {first} was killed")
+        # Published while the cluster may still be promoting a replica: retried until it lands.
+        await wait_for_async(lambda: heard_revocation(8), 15.0)
+    finally:
+        following.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await following
+        await client.aclose()
+
+
+async def within(seconds: float, condition: Callable[[], bool]) -> bool:
+    """Whether `condition` holds at some moment within `seconds` (checked every 10 ms)."""
+    for _ in range(int(seconds * 100)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+async def wait_for_async(condition: Callable[[], Awaitable[bool]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(*REDIS_DOWN):
+            if await condition():
+                return
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.2)
