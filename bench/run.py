@@ -16,6 +16,9 @@ measures with one load generator, wrk on one thread (bench/loadgen.py):
     hotspot_gettokens     gettokens with two filters and limit 100
     hotspot_createtokens_10000  createtokens of 10,000 vouchers, one call at a time
     tokens_refresh        tokens.refresh, rotating a pool of refresh tokens
+    tokens_check_cluster, tokens_refresh_cluster
+                          the same two with the issuer and the gateway on a private Redis Cluster
+                          (six redis-server processes, TOKENHUB_REDIS_CLUSTER=true), same run
     sweeper_delete        `python -m sweeper --once` deleting every idle token (rows/s), while the
                           gateway serves token.get by id (p99 beside the same load without a sweep)
 
@@ -62,6 +65,7 @@ from shared.secrets import Sealer
 from shared.settings import DEV_PEPPER, DEV_SEAL_KEY
 from tests.conftest import LOCAL_POSTGRES, LOCAL_REDIS, FreshDatabases, base_environment, run_cli
 from tests.e2e.harness import free_port, http_status, running_cluster
+from tests.redis_cluster import missing_binaries, running_redis_cluster
 
 RESULTS = Path(__file__).with_name("results.json")
 PASSWORD = secrets.token_urlsafe(12)  # the benchmark user's; the database is dropped afterwards
@@ -250,17 +254,19 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def cpu_by_group(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each named process, and of all Postgres processes together (the
-    bench's database is the only busy one while it runs)."""
+    """CPU seconds so far of each named process, of all Postgres processes together and of all
+    redis-server processes together (the bench's stores are the only busy ones while it runs)."""
     used = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    postgres = 0.0
+    stores = {"postgres": 0.0, "redis-server": 0.0}
     for comm in Path("/proc").glob("[0-9]*/comm"):
         try:
-            if comm.read_text().strip() == "postgres":
-                postgres += cpu_seconds(int(comm.parent.name))
+            name = comm.read_text().strip()
+            if name in stores:
+                stores[name] += cpu_seconds(int(comm.parent.name))
         except OSError:  # gone meanwhile
             continue
-    used["postgres"] = postgres
+    used["postgres"] = stores["postgres"]
+    used["redis"] = stores["redis-server"]
     return used
 
 
@@ -310,6 +316,33 @@ def scenarios(
             probe=probe,
         )
     )
+    return results
+
+
+def redis_cluster_phase(env: dict[str, str], world: World, size: Size, concurrency: int) -> list[Result]:
+    """tokens/check and tokens.refresh again, with the issuer and the gateway on a private Redis
+    Cluster (three masters, one replica each; every refresh waits for a replica: shared/redis.py)."""
+    missing = missing_binaries()
+    if missing is not None:
+        print(f"note: no Redis Cluster scenarios: {missing}", file=sys.stderr)
+        return []
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        running_redis_cluster(Path(directory)) as redis_cluster,
+        running_cluster(
+            dict(env, REDIS_URL=redis_cluster.url, TOKENHUB_REDIS_CLUSTER="true"),
+            Path(directory),
+            ("registry", "issuer", "gateway"),
+        ) as cluster,
+    ):
+        gateway = cluster.gateway_url
+        pids = {str(name): s.proc.pid for name, s in cluster.services.items() if s.proc}
+        run = runner(size, concurrency, gateway, functools.partial(cpu_by_group, pids))
+        results = [run(name="tokens_check_cluster", scenario=tokens_check(gateway, world))]
+        warm = tokens_refresh(gateway, world, 2 * concurrency)
+        run_wrk(gateway, script(warm, size.max_requests), connections=concurrency, seconds=WARMUP_SECONDS)
+        refresh = tokens_refresh(gateway, world, 2 * concurrency)
+        results.append(run(name="tokens_refresh_cluster", scenario=refresh, warmup=False))
     return results
 
 
@@ -450,6 +483,7 @@ def main() -> None:
                 results = scenarios(gateway, hello_url, hop_url, world, size, args.concurrency, probe)
                 sweep = sweep_phase(gateway, env, world, size, args.concurrency, probe)
                 rss = {str(name): peak_rss_mb(s.proc.pid) for name, s in cluster.services.items() if s.proc}
+            results += redis_cluster_phase(env, world, size, args.concurrency)
         finally:
             for proc in (hop_proc, hello_proc):
                 proc.terminate()
