@@ -1,7 +1,8 @@
 """A private Redis Cluster for the tests: six `redis-server` processes of the machine's binary (three
 masters, one replica each), joined with `redis-cli --cluster create`, stopped by PID.
 
-Ports are free ports below 55535: a cluster node also listens on its port + 10000 (the cluster bus).
+Ports are free ports below 55535 (a cluster node also listens on its port + 10000, the cluster bus),
+and below the kernel's ephemeral range where it allows, so no outgoing connection takes one first.
 `cluster-node-timeout` is short (2 s by default), so that a killed master's replica is promoted in
 about three seconds and a failover test stays short.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -42,14 +44,23 @@ def _bindable(port: int) -> bool:
     return True
 
 
+def _ephemeral_low() -> int:
+    """Where the kernel's ephemeral ports (its choice for outgoing connections) begin."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_cluster_port(taken: set[int]) -> int:
-    """A port that is free, whose bus port (+10000) is free too, and that is below 55535."""
+    """A free port whose bus port (+10000) is free too, both below the ephemeral range where it
+    allows (so that no outgoing connection takes one between this check and the server's bind),
+    and always below 55535."""
+    highest = min(HIGHEST_PORT, _ephemeral_low() - 10000) - 1
+    lowest = 10000 if highest > 12000 else 20000
+    highest = highest if highest > 12000 else HIGHEST_PORT - 1
     for _ in range(1000):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        # Ephemeral ports are usually above 32768; fold them into 20000..55534, away from both.
-        port = 20000 + port % (HIGHEST_PORT - 20000)
+        port = random.randint(lowest, highest)
         if port in taken or port + 10000 in taken:
             continue
         if _bindable(port) and _bindable(port + 10000):
