@@ -11,7 +11,7 @@ said once here, where a reply enters Python, and everything past this point is t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -42,19 +42,28 @@ class Script:
         self._client = client
         self._text = (_LUA / f"{name}.lua").read_text()
         self._script = client.register_script(self._text)
-        self._replicated = replicated and is_cluster(client)
+        self._cluster = is_cluster(client)
+        self._replicated = replicated and self._cluster
 
     async def __call__(self, keys: Sequence[str], args: Sequence[EncodableT]) -> ScriptReply:
-        if not self._replicated:
+        if not self._cluster:
             return await cast(Awaitable[ScriptReply], self._script(keys=keys, args=args))
+        # A cluster: a master that has not seen the script (new, or a replica just promoted) answers
+        # NOSCRIPT, and it did not run; EVAL runs it there and leaves it cached. (redis-py's own
+        # fallback loads it on every master first, which fails while one of them is down.)
+        evalsha = ("EVALSHA", self._script.sha, len(keys), *keys, *args)
+        evaluate = ("EVAL", self._text, len(keys), *keys, *args)
         try:
-            command = ("EVALSHA", self._script.sha, len(keys), *keys, *args)
-            reply = await replicated(self._client, keys[0], command)
+            reply = await self._run(keys[0], evalsha)
         except redis.exceptions.NoScriptError:
-            # A master that has not seen it (new, or a replica just promoted): it did not run. EVAL
-            # runs it and leaves it cached there.
-            reply = await replicated(self._client, keys[0], ("EVAL", self._text, len(keys), *keys, *args))
+            reply = await self._run(keys[0], evaluate)
         return cast(ScriptReply, reply)
+
+    async def _run(self, key: str, command: tuple[EncodableT, ...]) -> object:
+        if self._replicated:
+            return await replicated(self._client, key, command)
+        run = cast(Callable[..., Awaitable[object]], self._client.execute_command)
+        return await run(*command)
 
 
 def text(value: Field) -> str:
