@@ -221,6 +221,10 @@ class Replicas:
         endpoint.failed_slowly = False
         endpoint.set_aside_until = self.clock() + DRAINING_SET_ASIDE_S if draining else 0.0
 
+    def abandoned(self, endpoint: Replica) -> None:
+        """The caller gave up on the call (it was cancelled): no verdict on the endpoint."""
+        endpoint.outstanding -= 1
+
     def failed(self, endpoint: Replica, *, slowly: bool, call: int | None = None) -> None:
         """The call got no answer (refused, dropped, or `slowly`: timed out): set the endpoint aside.
         `call` (its number from `sent`): a call sent before the endpoint's last failure was in flight

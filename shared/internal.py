@@ -162,6 +162,10 @@ class InternalClient:
                     continue
                 BACKEND_ERRORS.labels(self.name).inc()
                 raise Unavailable(f"{self.name} did not answer: {type(exc).__name__}") from exc
+            except BaseException:
+                # Cancelled: the call is no longer outstanding, and says nothing of the replica.
+                self.replicas.abandoned(replica)
+                raise
             # A 503 is the replica's own "try again" (its store did not answer): not a reason to set
             # it aside (one slow query would empty a single-replica set), but a read may go elsewhere.
             self.replicas.answered(replica, draining=draining)

@@ -194,3 +194,12 @@ async def test_a_draining_endpoint_gets_nothing_new_but_is_no_failure() -> None:
     assert set_.pick(avoid=staying) is going
     clock.now += DRAINING_SET_ASIDE_S
     assert going in {set_.pick() for _ in range(50)}
+
+
+async def test_an_abandoned_call_is_no_longer_outstanding_and_no_failure() -> None:
+    set_ = replicas("http://127.0.0.1:1")
+    await set_.refresh()
+    (only,) = set_.all
+    set_.sent(only)
+    set_.abandoned(only)
+    assert (only.outstanding, only.failures, set_.pick()) == (0, 0, only)
