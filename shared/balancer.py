@@ -15,8 +15,10 @@ that come and go are followed without a restart, and picks one endpoint per call
   1 s, not 30. With every endpoint set aside, one that failed fast (its connection was
   refused or dropped: a restarting process) is tried anyway — Envoy's "panic" routing, which costs a
   refused connection at worst and lets a lone replica serve again the moment it is back. One that
-  failed slowly (a timeout: a host gone silent) is not, and with only such endpoints left there is
-  no pick: the caller answers "try again" at once instead of waiting on a dead address.
+  failed slowly (a timeout: a host gone silent, or one call too big for the timeout) gets one trial
+  call at a time, and only while nothing else is outstanding there (a half-open circuit breaker):
+  every other caller answers "try again" at once instead of waiting on a dead address, and a replica
+  that was only slow once serves again with the next call.
 
 Nothing here sends a request: the transport (`shared/internal.py`) asks for a pick and reports how
 the call went.
@@ -201,7 +203,9 @@ class Replicas:
         candidates = [e for e in others if e.available(now)]
         if not candidates:
             fast = [e for e in others if not e.failed_slowly]
-            return min(fast, key=lambda e: e.set_aside_until) if fast else None
+            idle_slow = [e for e in others if e.failed_slowly and e.outstanding == 0]
+            triable = fast or idle_slow
+            return min(triable, key=lambda e: e.set_aside_until) if triable else None
         if len(candidates) == 1:
             return candidates[0]
         first, second = self.rng.sample(candidates, 2)

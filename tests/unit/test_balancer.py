@@ -118,7 +118,7 @@ async def test_calls_in_flight_that_fail_with_their_endpoint_are_one_failure() -
     assert (dead.failures, dead.set_aside_until - clock.now) == (2, 2)
 
 
-async def test_with_every_endpoint_set_aside_only_one_that_failed_fast_is_tried() -> None:
+async def test_with_every_endpoint_set_aside_only_trials_go_through() -> None:
     set_ = replicas("http://127.0.0.1:1,http://127.0.0.1:2")
     await set_.refresh()
     silent, refusing = set_.all
@@ -128,9 +128,16 @@ async def test_with_every_endpoint_set_aside_only_one_that_failed_fast_is_tried(
     set_.failed(refusing, slowly=False)
     # A refused connection costs nothing to try again: the restarting replica serves once it is up.
     assert all(set_.pick() is refusing for _ in range(20))
-    # A host that timed out is never waited on again before its back-off ends.
+    # Hosts that timed out get one trial call at a time (a half-open breaker); the rest, nothing.
     set_.sent(refusing)
     set_.failed(refusing, slowly=True)
+    trial = set_.pick()
+    assert trial is not None
+    set_.sent(trial)
+    other = set_.pick()
+    assert other is not None
+    assert other is not trial
+    set_.sent(other)
     assert set_.pick() is None
 
 
