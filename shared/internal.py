@@ -8,6 +8,7 @@ something that is not our error format, becomes `Unavailable` for the caller, ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import cast
 
 import aiohttp
@@ -35,9 +36,11 @@ KEY_REFUSED = "internal_key_refused"
 log = logging.getLogger(__name__)
 
 
-def json_response(body: object, status: int = 200) -> web.Response:
+def json_response(body: object, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     """`body` is JSON-shaped: dicts, lists, strings, numbers, booleans, None."""
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+    return web.Response(
+        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def internal_key_middleware(key: str) -> Middleware:

@@ -20,6 +20,7 @@ from pydantic import JsonValue
 from gateway.keys import backends_key, settings_key
 from shared.contracts.issuer import Attempt, SettledAttempt
 from shared.errors import TokenHubError
+from shared.internal import json_response
 from shared.settings import Network
 
 NO_ADDRESS = "-"
@@ -95,11 +96,8 @@ def text_fields(
 # --- writing a reply ------------------------------------------------------------------------------
 
 
-def json_reply(body: object, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    """`body` is JSON-shaped: dicts, lists, strings, numbers, booleans, None."""
-    return web.Response(
-        body=orjson.dumps(body), status=status, headers=headers, content_type="application/json"
-    )
+# The one JSON reply every service writes (shared/internal.py), by the name the dialects use.
+json_reply = json_response
 
 
 # --- domain errors in a dialect's words ------------------------------------------------------------
