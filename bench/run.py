@@ -21,6 +21,9 @@ measures with one load generator, wrk on one thread (bench/loadgen.py):
                           the two again, back to back: one process per service, then with
                           GATEWAY_WORKERS=2 and REGISTRY_WORKERS=2 (those two restarted; a
                           service's CPU is its supervisor's and its workers' summed)
+    tokens_check_cluster, tokens_refresh_cluster
+                          the same two with the issuer and the gateway on a private Redis Cluster
+                          (six redis-server processes, TOKENHUB_REDIS_CLUSTER=true), same run
     sweeper_delete        `python -m sweeper --once` deleting every idle token (rows/s), while the
                           gateway serves token.get by id (p99 beside the same load without a sweep)
 
@@ -71,6 +74,7 @@ from shared.secrets import Sealer
 from shared.settings import DEV_PEPPER, DEV_SEAL_KEY, Service
 from tests.conftest import LOCAL_POSTGRES, LOCAL_REDIS, FreshDatabases, base_environment, run_cli
 from tests.e2e.harness import Cluster, children, free_port, http_status, running_cluster
+from tests.redis_cluster import missing_binaries, running_redis_cluster
 
 RESULTS = Path(__file__).with_name("results.json")
 PASSWORD = secrets.token_urlsafe(12)  # the benchmark user's; the database is dropped afterwards
@@ -445,6 +449,35 @@ def scale_phase(
     return results
 
 
+def redis_cluster_phase(
+    env: dict[str, str], world: World, size: Size, concurrency: int, database: str
+) -> list[Result]:
+    """tokens/check and tokens.refresh again, with the issuer and the gateway on a private Redis
+    Cluster (three masters, one replica each; every refresh waits for a replica: shared/redis.py)."""
+    missing = missing_binaries()
+    if missing is not None:
+        print(f"note: no Redis Cluster scenarios: {missing}", file=sys.stderr)
+        return []
+    with (
+        tempfile.TemporaryDirectory() as directory,
+        running_redis_cluster(Path(directory)) as redis_cluster,
+        running_cluster(
+            dict(env, REDIS_URL=redis_cluster.url, TOKENHUB_REDIS_CLUSTER="true"),
+            Path(directory),
+            ("registry", "issuer", "gateway"),
+        ) as cluster,
+    ):
+        gateway = cluster.gateway_url
+        pids = {str(name): s.proc.pid for name, s in cluster.services.items() if s.proc}
+        run = runner(size, concurrency, gateway, functools.partial(cpu_by_group, pids, database))
+        results = [run(name="tokens_check_cluster", scenario=tokens_check(gateway, world))]
+        warm = tokens_refresh(gateway, world, 2 * concurrency)
+        run_wrk(gateway, script(warm, size.max_requests), connections=concurrency, seconds=WARMUP_SECONDS)
+        refresh = tokens_refresh(gateway, world, 2 * concurrency)
+        results.append(run(name="tokens_refresh_cluster", scenario=refresh, warmup=False))
+    return results
+
+
 def sweep_phase(
     gateway: str, env: dict[str, str], world: World, size: Size, concurrency: int, probe: CpuProbe
 ) -> dict[str, Any]:
@@ -657,6 +690,7 @@ def main() -> None:
                     if s.proc:
                         rss[name] = max(rss.get(name, 0.0), peak_rss_mb(s.proc.pid))
                 load.append(os.getloadavg())
+            results += redis_cluster_phase(env, world, size, args.concurrency, database)
         finally:
             for proc in (hop_proc, hello_proc):
                 proc.terminate()

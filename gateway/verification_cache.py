@@ -19,12 +19,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar, cast, overload
 
-import redis.asyncio
 import redis.exceptions
 from prometheus_client import Counter
-from redis.asyncio.client import PubSub
 
 from shared import revocations
+from shared.redis import UNAVAILABLE, AnyRedis, Subscriber, prepare, redis_client
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,7 @@ HITS, MISSES = LOOKUPS.labels("hit"), LOOKUPS.labels("miss")
 T = TypeVar("T")
 # What a lost or refused Redis connection raises (redis-py's classes have untyped constructors).
 _REDIS_ERROR = cast(type[Exception], redis.exceptions.RedisError)
+_REDIS_FAILED: tuple[type[Exception], ...] = (_REDIS_ERROR, *UNAVAILABLE, OSError, TimeoutError)
 
 
 def cache_key(realm: str, token: str) -> bytes:
@@ -53,7 +53,7 @@ class VerificationCache:
         self,
         ttl: float,
         max_entries: int = 100_000,
-        client: redis.asyncio.Redis | None = None,
+        client: AnyRedis | None = None,
         prefix: str = "",
     ) -> None:
         self.ttl = ttl
@@ -112,7 +112,7 @@ class VerificationCache:
         try:
             # Bounded: the subscription's connection settings have no read timeout.
             await asyncio.wait_for(revocations.publish(self._client, self._prefix, token_ids), timeout=1.0)
-        except (_REDIS_ERROR, OSError, TimeoutError) as exc:
+        except _REDIS_FAILED as exc:
             log.warning("could not announce %d changed tokens: %s", len(token_ids), type(exc).__name__)
 
     def clear(self) -> None:
@@ -141,12 +141,12 @@ def user_tag(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-async def follow_revocations(client: redis.asyncio.Redis, channel: str, cache: VerificationCache) -> None:
-    """Keep the cache subscribed; while the subscription is down the cache serves nothing."""
+async def follow_revocations(subscriber: Subscriber, channel: str, cache: VerificationCache) -> None:
+    """Keep the cache subscribed; while the subscription is down the cache serves nothing. (In a
+    Redis Cluster each new subscription goes to the next node: shared/redis.py.)"""
     while True:
         try:
-            pubsub: PubSub = client.pubsub()
-            async with pubsub:
+            async with subscriber.pubsub() as pubsub:
                 await pubsub.subscribe(channel)
                 while True:
                     # redis-py's message: {"type": "subscribe" | "message" | ..., "data": ...}.
@@ -165,7 +165,7 @@ async def follow_revocations(client: redis.asyncio.Redis, channel: str, cache: V
                         _drop_revoked(cache, revocations.parse(data))
         except asyncio.CancelledError:
             raise
-        except (_REDIS_ERROR, OSError) as exc:
+        except _REDIS_FAILED as exc:
             log.warning("revocation subscription lost (%s); verification cache off", type(exc).__name__)
         finally:
             cache.live = False
@@ -188,13 +188,16 @@ async def running_cache(settings: Settings) -> AsyncIterator[VerificationCache]:
     if settings.verify_cache_ttl <= 0:
         yield VerificationCache(0)
         return
-    client = redis.asyncio.from_url(
-        settings.redis_url,
-        socket_connect_timeout=settings.store_timeout,
+    client = redis_client(
+        settings,
         health_check_interval=1,  # a dead connection is noticed within about a second
     )
+    await prepare(client)
     cache = VerificationCache(settings.verify_cache_ttl, client=client, prefix=settings.redis_prefix)
-    task = asyncio.create_task(follow_revocations(client, revocations.channel(settings.redis_prefix), cache))
+    subscriber = Subscriber(client, settings.redis_url, settings.store_timeout)
+    task = asyncio.create_task(
+        follow_revocations(subscriber, revocations.channel(settings.redis_prefix), cache)
+    )
     try:
         yield cache
     finally:

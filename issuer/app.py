@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import redis.asyncio
 from aiohttp import web
 
 from issuer.keys import (
@@ -30,6 +29,8 @@ from shared.contracts.registry import RegistryClient
 from shared.contracts.server import add_api_routes
 from shared.errors import Unavailable
 from shared.internal import InternalClient, domain_error_middleware, internal_key_middleware
+from shared.redis import prepare
+from shared.redis import redis_client as connect_redis
 from shared.settings import Settings
 from shared.web import base_app
 
@@ -42,21 +43,23 @@ async def redis_error_middleware(request: web.Request, handler: Handler) -> web.
     try:
         return await handler(request)
     except REDIS_DOWN as exc:
-        raise Unavailable("redis did not answer") from exc
+        # The kind of failure goes to the log (a refused connection, a timeout, CLUSTERDOWN...).
+        raise Unavailable(f"redis did not answer ({type(exc).__name__})") from exc
 
 
 async def redis_client(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
-    client = redis.asyncio.from_url(
-        settings.redis_url,
+    client = connect_redis(
+        settings,
         # Far above what the gateways' connection limits let in at once: redis-py's default (100)
         # answered a burst of parallel logins "too many connections". (A blocking pool would queue
-        # them instead, at ~16 µs more per command: a quarter of the cost of a refresh.)
+        # them instead, at ~16 µs more per command: a quarter of the cost of a refresh.) Per node in
+        # a cluster.
         max_connections=REDIS_POOL_MAX,
         socket_timeout=settings.store_timeout,
-        socket_connect_timeout=settings.store_timeout,
         health_check_interval=30,
     )
+    await prepare(client)
     app[redis_key] = client
     yield
     await client.aclose()
@@ -99,6 +102,7 @@ async def domain_objects(app: web.Application) -> AsyncIterator[None]:
         trail,
     )
     yield
+    await throttle.close()
 
 
 async def readiness(app: web.Application) -> dict[str, bool]:

@@ -10,6 +10,7 @@ from types import TracebackType
 
 from pydantic import JsonValue
 
+from issuer.scripts import REDIS_DOWN
 from issuer.throttle import ACCOUNT, FailureThrottle, Outcome, Refusal, Subjects
 from issuer.trail import SecurityTrail
 from shared.contracts.registry import RegistryClient
@@ -23,8 +24,9 @@ _AUDITED_LOGIN_CHARS = 100
 class Attempt:
     """One login attempt held against the throttle. Used as `async with`, it is settled on the way
     out: no error is a success; BadCredentials or NotFound a failure (a wrong guess); any other
-    domain error void (a registry that did not answer says nothing about the guess); anything else
-    (a cancellation) a failure, erring on the safe side."""
+    domain error void (a registry that did not answer says nothing about the guess), and so is Redis
+    not answering (a failover must not lock accounts out); anything else (a cancellation) a failure,
+    erring on the safe side."""
 
     def __init__(self, throttle: FailureThrottle, realm: str, subjects: Subjects, attempt: str) -> None:
         self._throttle = throttle
@@ -41,11 +43,18 @@ class Attempt:
         outcome: Outcome
         if exc is None:
             outcome = "succeeded"
-        elif isinstance(exc, TokenHubError) and not isinstance(exc, BadCredentials | NotFound):
+        elif _says_nothing_of_the_guess(exc):
             outcome = "void"
         else:
             outcome = "failed"
         await self._throttle.finish(self._realm, self._subjects, self._attempt, outcome)
+
+
+def _says_nothing_of_the_guess(exc: BaseException) -> bool:
+    """A service that did not answer (the registry, Redis): nothing was learnt of the password."""
+    if isinstance(exc, REDIS_DOWN):
+        return True
+    return isinstance(exc, TokenHubError) and not isinstance(exc, BadCredentials | NotFound)
 
 
 class Logins:

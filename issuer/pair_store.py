@@ -4,8 +4,10 @@ counters, and remembered credential checks.
 - A *family* is everything descended from one make; its keys share a hash tag (issuer/redis_keys.py).
 - Refresh consumes the presented refresh token and writes the next pair in one Lua script; a used
   refresh token presented again revokes the family.
-- Every operation is one script or one transaction. `now` is passed in (unix seconds) so that one
-  request uses one clock, and tests can move it.
+- Every operation is one script on one slot; those whose loss in a failover would matter (make,
+  refresh, revoke, the quota) are acknowledged, in a cluster, only once a replica has them
+  (issuer/scripts.py). `now` is passed in (unix seconds) so that one request uses one clock, and
+  tests can move it.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, NamedTuple, cast
 
 from pydantic import Field
-from redis.asyncio import Redis
 
 from issuer.pair_tokens import new_family_id, new_token, token_family
 from issuer.quota import next_utc_midnight, quota_after, utc_day
 from issuer.redis_keys import QUOTA_GRACE_S, RedisKeys
-from issuer.scripts import Script, execute, text
+from issuer.scripts import Script, text
 from shared import revocations
 from shared.contracts.issuer import Pair, Quota, Verified
+from shared.redis import AnyRedis, replicated
 from shared.secrets import lookup_hash
 
 
@@ -75,7 +77,7 @@ class CredentialCache:
     make reads the account's state in Redis).
     """
 
-    def __init__(self, redis: Redis, keys: RedisKeys, ttl: int) -> None:
+    def __init__(self, redis: AnyRedis, keys: RedisKeys, ttl: int) -> None:
         self._redis = redis
         self._keys = keys
         self.ttl = ttl
@@ -97,14 +99,15 @@ class CredentialCache:
 
 
 class PairStore:
-    def __init__(self, redis: Redis, keys: RedisKeys, pepper: str) -> None:
+    def __init__(self, redis: AnyRedis, keys: RedisKeys, pepper: str) -> None:
         self._redis = redis
         self._keys = keys
         self._pepper = pepper
+        self._make = Script(redis, "pair_make", replicated=True)
         self._check = Script(redis, "pair_check")
-        self._refresh = Script(redis, "pair_refresh")
-        self._revoke = Script(redis, "pair_revoke")
-        self._take_quota = Script(redis, "quota_take")
+        self._refresh = Script(redis, "pair_refresh", replicated=True)
+        self._revoke = Script(redis, "pair_revoke", replicated=True)
+        self._take_quota = Script(redis, "quota_take", replicated=True)
 
     def _hash(self, token: str) -> str:
         return lookup_hash(token, self._pepper).hex()
@@ -127,28 +130,14 @@ class PairStore:
         family = new_family_id()
         access, refresh = new_token("access", family), new_token("refresh", family)
         access_end, refresh_end = now + access_ttl, now + refresh_ttl
-        family_key = self._keys.pair_family(family)
-        # One transaction on keys of one slot: a family never exists without its first pair.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                family_key,
-                mapping={
-                    "user_id": user_id,
-                    "app_id": app_id,
-                    "access_ttl": access_ttl,
-                    "refresh_ttl": refresh_ttl,
-                    "created_at": now,
-                    "epoch": epoch,
-                },
-            )
-            pipe.expireat(family_key, max(access_end, refresh_end))
-            pipe.set(self._keys.access_token(family, self._hash(access)), access_end, exat=access_end)
-            pipe.set(
+        await self._make(
+            keys=[
+                self._keys.pair_family(family),
+                self._keys.access_token(family, self._hash(access)),
                 self._keys.refresh_token(family, self._hash(refresh)),
-                f"live:{refresh_end}",
-                exat=refresh_end,
-            )
-            await execute(pipe)
+            ],
+            args=[user_id, app_id, access_ttl, refresh_ttl, now, epoch, access_end, refresh_end],
+        )
         return StoredPair(
             user_id=user_id,
             app_id=app_id,
@@ -209,10 +198,10 @@ class PairStore:
 
     async def end_family(self, family: str) -> None:
         """End a family whatever its tokens' state (its account's credentials were revoked)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(self._keys.pair_family(family))
-            pipe.publish(self._keys.pair_revocations, revocations.family_message(family))
-            await execute(pipe)
+        key = self._keys.pair_family(family)
+        await replicated(self._redis, key, ("DEL", key))
+        # Announced once it is gone: a gateway that hears it and asks again finds nothing.
+        await self._redis.publish(self._keys.pair_revocations, revocations.family_message(family))
 
     async def revoke(self, access_token: str, now: int) -> tuple[int, str] | None:
         """Revoke the family of a valid access token; (user_id, app_id), or None if not valid."""

@@ -8,8 +8,7 @@ from __future__ import annotations
 import time
 from typing import cast
 
-from redis.asyncio import Redis
-from redis.typing import EncodableT, FieldT
+from redis.typing import EncodableT
 
 from issuer.logins import Logins
 from issuer.redis_keys import RedisKeys
@@ -19,6 +18,7 @@ from shared.contracts.issuer import SessionInfo, SessionOpened
 from shared.contracts.registry import RegistryClient
 from shared.contracts.registry.accounts import User
 from shared.errors import AccountDisabled, BadCredentials, Expired, NotFound
+from shared.redis import AnyRedis, replicated
 from shared.secrets import lookup_hash, new_hex_secret
 
 # SPOP's count: more than any set of sessions holds, so one call empties the set.
@@ -27,7 +27,7 @@ _ALL = 2**31 - 1
 
 class Sessions:
     def __init__(
-        self, redis: Redis, keys: RedisKeys, registry: RegistryClient, pepper: str, logins: Logins
+        self, redis: AnyRedis, keys: RedisKeys, registry: RegistryClient, pepper: str, logins: Logins
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -35,6 +35,9 @@ class Sessions:
         self._pepper = pepper
         self._logins = logins
         self._touch_bounded = Script(redis, "touch_bounded_session")
+        # Replicated: a session opened is one a client holds (a failover must not log it out).
+        self._open = Script(redis, "session_open", replicated=True)
+        self._index = Script(redis, "session_index")
 
     def _session_key(self, realm: str, session_id: str) -> str:
         return self._keys.session(realm, lookup_hash(session_id, self._pepper).hex())
@@ -67,14 +70,16 @@ class Sessions:
             epoch = await self._epoch_for(user.id)
         session_id = new_hex_secret(16)
         key = self._session_key(realm, session_id)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={"user": _user_json(user), "idle": idle, "epoch": epoch})
-            pipe.expire(key, idle)
-            await execute(pipe)
+        await self._write(key, idle, user=_user_json(user), idle=idle, epoch=epoch)
         return SessionOpened(session_id=session_id, user=user)
 
+    async def _write(self, key: str, ttl: int, **fields: EncodableT) -> None:
+        await self._open(keys=[key], args=[ttl, *(item for pair in fields.items() for item in pair)])
+
     async def end(self, realm: str, session_id: str) -> bool:
-        return bool(await self._redis.delete(self._session_key(realm, session_id)))
+        # Replicated: a session ended must stay ended across a failover.
+        key = self._session_key(realm, session_id)
+        return bool(await replicated(self._redis, key, ("DEL", key)))
 
     # --- sessions opened with a long-lived token (Wialon's token/login) ----------------------------
 
@@ -101,12 +106,8 @@ class Sessions:
         index = self._keys.token_sessions(realm, token_id)
         # Indexed before the session exists: a session that exists is always found by its token; a
         # failed open leaves at most a member without a session, which nothing honours.
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(index, session_hash)
-            pipe.expire(index, idle, nx=True)
-            pipe.expire(index, idle, gt=True)
-            await execute(pipe)
-        fields: dict[FieldT, EncodableT] = {
+        await self._index(keys=[index], args=[session_hash, idle])
+        fields: dict[str, EncodableT] = {
             "user": _user_json(user),
             "idle": idle,
             "token_id": token_id,
@@ -115,11 +116,7 @@ class Sessions:
         }
         if ends_at is not None:
             fields["ends_at"] = ends_at
-        key = self._keys.session(realm, session_hash)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, ttl)
-            await execute(pipe)
+        await self._write(self._keys.session(realm, session_hash), ttl, **fields)
         return SessionOpened(session_id=session_id, user=user)
 
     async def resolve_info(self, realm: str, session_id: str) -> SessionInfo:

@@ -22,8 +22,10 @@ from typing import cast
 
 import orjson
 from pydantic import JsonValue
-from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline
+
+from shared.redis import AnyRedis, replicated
 
 # Longer than any token session's idle timeout (Wialon: 5 minutes) and any verification cache entry
 # (1 s): a session that did not hear the message meets the marker on its next request.
@@ -39,7 +41,7 @@ def _message(**names: list[int] | list[str]) -> bytes:
     return orjson.dumps(names)
 
 
-async def _send(pipe: Pipeline) -> None:
+async def _send(pipe: Pipeline | ClusterPipeline) -> None:
     """Run a pipeline whose replies nobody reads (redis-py types them as a list of Any)."""
     await cast(Awaitable[object], pipe.execute())
 
@@ -83,7 +85,7 @@ def marker_key(prefix: str, token_id: int) -> str:
     return f"{prefix}revoked:{token_id}"
 
 
-async def publish(redis: Redis, prefix: str, token_ids: Iterable[int]) -> None:
+async def publish(redis: AnyRedis, prefix: str, token_ids: Iterable[int]) -> None:
     """Tell caches to forget these tokens' verifications (a token changed, or got a new secret),
     without marking them ended."""
     ids = list(token_ids)
@@ -92,7 +94,7 @@ async def publish(redis: Redis, prefix: str, token_ids: Iterable[int]) -> None:
 
 
 async def announce(
-    redis: Redis, prefix: str, token_ids: Iterable[int], marked: Iterable[int] | None = None
+    redis: AnyRedis, prefix: str, token_ids: Iterable[int], marked: Iterable[int] | None = None
 ) -> None:
     """These tokens are gone for good: the message for listeners, and markers for latecomers. Only
     `marked` get a marker (all by default): tokens that can have sessions open (Wialon's); the rest
@@ -100,11 +102,15 @@ async def announce(
     ids = list(token_ids)
     if not ids:
         return
-    async with redis.pipeline(transaction=False) as pipe:
-        for token_id in ids if marked is None else marked:
-            pipe.set(marker_key(prefix, token_id), b"1", ex=MARKER_TTL_S)
-        pipe.publish(channel(prefix), _message(token_ids=ids))
-        await _send(pipe)
+    markers = ids if marked is None else list(marked)
+    if markers:
+        # Each marker is a key of its own (its own slot in a cluster): one pipeline, which a cluster
+        # client splits by node. Written before the message goes out.
+        async with redis.pipeline(transaction=False) as pipe:
+            for token_id in markers:
+                pipe.set(marker_key(prefix, token_id), b"1", ex=MARKER_TTL_S)
+            await _send(pipe)
+    await redis.publish(channel(prefix), _message(token_ids=ids))
 
 
 # --- accounts ------------------------------------------------------------------------------------
@@ -130,7 +136,7 @@ class AccountState:
         return not self.disabled and issued_epoch >= self.epoch
 
 
-async def account_state(redis: Redis, prefix: str, user_id: int) -> AccountState:
+async def account_state(redis: AnyRedis, prefix: str, user_id: int) -> AccountState:
     # Bytes: the services' clients never decode replies.
     epoch, disabled = await cast(
         Awaitable[list[bytes | None]], redis.hmget(account_key(prefix, user_id), ["epoch", "disabled"])
@@ -138,26 +144,28 @@ async def account_state(redis: Redis, prefix: str, user_id: int) -> AccountState
     return AccountState(int(epoch or 0), disabled == b"1")
 
 
-async def end_account_credentials(redis: Redis, prefix: str, user_id: int, *, disabled: bool | None) -> None:
+async def end_account_credentials(
+    redis: AnyRedis, prefix: str, user_id: int, *, disabled: bool | None
+) -> None:
     """Every session and ChatApp family the account holds ends now (its epoch moves on), and every
     gateway drops the account's cached verifications. `disabled` True also refuses the account's
     credentials until it is enabled again; None leaves that flag as it is."""
     key = account_key(prefix, user_id)
-    # In order on one connection; the message goes out only once the state it announces is written.
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hincrby(key, "epoch", 1)
-        if disabled is not None:
-            pipe.hset(key, "disabled", int(disabled))
-        pipe.publish(channel(prefix), _account_message(user_id))
-        await _send(pipe)
+    # The message goes out only once the state it announces is written (and, in a cluster, held by
+    # a replica: a failover must not bring the account's old credentials back).
+    await replicated(redis, key, ("HINCRBY", key, "epoch", 1))
+    if disabled is not None:
+        await replicated(redis, key, ("HSET", key, "disabled", int(disabled)))
+    await redis.publish(channel(prefix), _account_message(user_id))
 
 
-async def enable_account(redis: Redis, prefix: str, user_id: int) -> None:
+async def enable_account(redis: AnyRedis, prefix: str, user_id: int) -> None:
     """Lift the disabled flag; what was issued before stays ended (the epoch does not go back)."""
-    await redis.hset(account_key(prefix, user_id), "disabled", 0)
+    key = account_key(prefix, user_id)
+    await replicated(redis, key, ("HSET", key, "disabled", 0))
 
 
-async def forget_account_verifications(redis: Redis, prefix: str, user_id: int) -> None:
+async def forget_account_verifications(redis: AnyRedis, prefix: str, user_id: int) -> None:
     """Tell every gateway to drop what it cached of this account's verifications (its API keys were
     revoked: the registry refuses them from now on, the caches must stop honouring them too)."""
     await redis.publish(channel(prefix), _account_message(user_id))

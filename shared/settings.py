@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias=_env("REDIS_URL"))
     # Every Redis key starts with this, so tests (and several deployments) can share one server.
     redis_prefix: str = Field("th:", validation_alias=_env("TOKENHUB_REDIS_PREFIX"))
+    # REDIS_URL names any one node of a Redis Cluster (redis://host:port): the issuer, the gateway's
+    # revocation channel, the sweeper and the CLI speak cluster (shared/redis.py).
+    redis_cluster: bool = Field(False, validation_alias=_env("TOKENHUB_REDIS_CLUSTER"))
 
     gateway_port: int = Field(8080, ge=0, le=65535, validation_alias=_env("GATEWAY_PORT"))
     issuer_port: int = Field(8081, ge=0, le=65535, validation_alias=_env("ISSUER_PORT"))
@@ -168,6 +171,25 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL, e.g. redis://host:6379/0")
         return value
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _no_hash_tag(cls, value: str) -> str:
+        # A brace in the prefix would make it (part of) every key's Redis Cluster hash tag: every
+        # key in one slot, or keys of one script in different ones.
+        if "{" in value or "}" in value:
+            raise ValueError("must not contain { or } (they delimit Redis Cluster hash tags)")
+        return value
+
+    @model_validator(mode="after")
+    def _cluster_url(self) -> Settings:
+        if self.redis_cluster:
+            if self.redis_url.startswith("unix://"):
+                raise ValueError("REDIS_URL: a Redis Cluster is reached over TCP: redis://host:port")
+            path = self.redis_url.split("://", 1)[1].partition("/")[2].partition("?")[0]
+            if path not in ("", "0"):
+                raise ValueError("REDIS_URL: a Redis Cluster has only database 0: redis://host:port")
+        return self
 
     @field_validator("issuer_url", "registry_url")
     @classmethod
@@ -291,6 +313,7 @@ SERVICE_FIELDS: dict[Service, tuple[str, ...]] = {
         "resolve_interval",
         "redis_url",
         "redis_prefix",
+        "redis_cluster",
     ),
     "issuer": (
         *COMMON_FIELDS,
@@ -298,9 +321,17 @@ SERVICE_FIELDS: dict[Service, tuple[str, ...]] = {
         "issuer_workers",
         "redis_url",
         "redis_prefix",
+        "redis_cluster",
         "registry_url",
         "resolve_interval",
     ),
     "registry": (*COMMON_FIELDS, "registry_port", "registry_workers", "database_url"),
-    "sweeper": (*COMMON_FIELDS, "sweeper_port", "database_url", "redis_url", "redis_prefix"),
+    "sweeper": (
+        *COMMON_FIELDS,
+        "sweeper_port",
+        "database_url",
+        "redis_url",
+        "redis_prefix",
+        "redis_cluster",
+    ),
 }

@@ -9,9 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-import redis.asyncio
 from aiohttp import web
-from redis.asyncio import Redis
 
 from shared.postgres import (
     CONNECTION_ERRORS,
@@ -21,6 +19,7 @@ from shared.postgres import (
     ping,
     schema_problem,
 )
+from shared.redis import AnyRedis, prepare, redis_client
 from shared.settings import Settings
 from shared.web import CannotStart, base_app, liveness_key
 from sweeper.jobs import Sweeper
@@ -41,12 +40,8 @@ sweeper_key = web.AppKey("sweeper", Sweeper)
 loop_state_key = web.AppKey("loop_state", LoopState)
 
 
-def connect_redis(settings: Settings) -> Redis:
-    return redis.asyncio.from_url(
-        settings.redis_url,
-        socket_timeout=settings.store_timeout,
-        socket_connect_timeout=settings.store_timeout,
-    )
+def connect_redis(settings: Settings) -> AnyRedis:
+    return redis_client(settings, socket_timeout=settings.store_timeout)
 
 
 async def stores(app: web.Application) -> AsyncIterator[None]:
@@ -57,6 +52,7 @@ async def stores(app: web.Application) -> AsyncIterator[None]:
         await pool.close()
         raise CannotStart(problem)
     redis = connect_redis(settings)
+    await prepare(redis)
     app[sweeper_key] = Sweeper(pool, redis, settings)
     yield
     await redis.aclose()

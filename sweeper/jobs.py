@@ -14,12 +14,12 @@ import asyncpg
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Gauge, Histogram
 from pydantic import BaseModel, JsonValue
-from redis.asyncio import Redis
 
 from shared import revocations
 from shared.audit import record_audit
 from shared.contracts.registry.accounts import AuditEvent
 from shared.postgres import fetch_value, rows_as
+from shared.redis import AnyRedis
 from shared.settings import Settings
 from shared.sqlfile import load_queries
 
@@ -68,7 +68,7 @@ class Swept(BaseModel):
 
 
 class Sweeper:
-    def __init__(self, pool: asyncpg.Pool, redis: Redis, settings: Settings) -> None:
+    def __init__(self, pool: asyncpg.Pool, redis: AnyRedis, settings: Settings) -> None:
         self.pool = pool
         self.redis = redis
         self.settings = settings

@@ -4,6 +4,10 @@ Postgres: TEST_DATABASE_URL (a server where we may create databases) if set, els
 else a testcontainers Postgres when a Docker engine is there. Each run gets its own freshly created
 database, dropped afterwards. Redis: TEST_REDIS_URL, else local, else testcontainers; each run
 gets its own key prefix, and its keys are deleted afterwards.
+
+Redis Cluster: a private one of six redis-server processes (tests/redis_cluster.py), started once
+for the run by the first test that asks for it and stopped by PID at the end. Tests that must pass
+against both stores take `redis_target`, parametrised "single" and "cluster".
 """
 
 from __future__ import annotations
@@ -14,13 +18,20 @@ import secrets
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import redis
+import redis.asyncio
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+
+from shared.redis import AnyRedis
+from tests.redis_cluster import RedisCluster, missing_binaries, running_redis_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -96,6 +107,57 @@ def redis_server() -> Iterator[str]:
             yield f"redis://{host}:{port}/0"
     else:
         pytest.fail("no Redis: set TEST_REDIS_URL, start the local server, or run a Docker engine")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A private Redis Cluster (three masters, one replica each) for the whole run; tests that kill
+    a node start one of their own (`running_redis_cluster`)."""
+    missing = missing_binaries()
+    if missing is not None:
+        pytest.skip(f"no Redis Cluster can be started: {missing}")
+    with running_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
+RedisMode = Literal["single", "cluster"]
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """The Redis a parametrised test runs against: REDIS_URL and TOKENHUB_REDIS_CLUSTER."""
+
+    mode: RedisMode
+    url: str
+
+    @property
+    def cluster(self) -> bool:
+        return self.mode == "cluster"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"REDIS_URL": self.url, "TOKENHUB_REDIS_CLUSTER": "true" if self.cluster else "false"}
+
+    def client(self) -> AnyRedis:
+        return redis_for(self.env)
+
+
+def redis_for(env: Mapping[str, str]) -> AnyRedis:
+    """A client of the Redis a service with this environment uses (one Redis, or a cluster)."""
+    if env.get("TOKENHUB_REDIS_CLUSTER") == "true":
+        return AsyncRedisCluster.from_url(env["REDIS_URL"])
+    return redis.asyncio.Redis.from_url(env["REDIS_URL"])
+
+
+@pytest.fixture(scope="session", params=["single", "cluster"])
+def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
+    """Each test that takes this runs twice: against the run's one Redis, and against the private
+    Redis Cluster (started only when a test asks for it)."""
+    mode: RedisMode = request.param
+    if mode == "single":
+        return RedisTarget(mode, request.getfixturevalue("redis_server"))
+    cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+    return RedisTarget(mode, cluster.url)
 
 
 class FreshDatabases:

@@ -17,9 +17,7 @@ from typing import NoReturn, TextIO, cast
 
 import asyncpg
 import orjson
-import redis.asyncio
 import redis.exceptions
-from redis.asyncio import Redis
 
 from registry import migrate as migrations
 from registry.store import ROLES, Role, Store, translate
@@ -33,6 +31,7 @@ from shared.postgres import (
     database_problem,
     redact,
 )
+from shared.redis import UNAVAILABLE, AnyRedis, redis_client
 from shared.secrets import new_urlsafe_secret
 from shared.settings import Settings, SettingsError, load_settings
 
@@ -81,12 +80,8 @@ class Arguments(argparse.Namespace):
 
 
 # Redis errors that mean "it did not answer" (its exception classes are typed with Any: named once).
-_REDIS_FAILED: tuple[type[Exception], ...] = (redis.exceptions.RedisError, OSError)
-_REDIS_UNREACHABLE: tuple[type[Exception], ...] = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    OSError,
-)
+_REDIS_FAILED: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *UNAVAILABLE, OSError)
+_REDIS_UNREACHABLE: tuple[type[Exception], ...] = (*UNAVAILABLE, OSError)
 
 
 def _whole_number(minimum: int) -> Callable[[str], int]:
@@ -312,15 +307,11 @@ async def users_revoke(settings: Settings, args: Arguments) -> None:
     await _with_store(settings, work)
 
 
-async def _tell_redis(settings: Settings, name: str, action: Callable[[Redis], Awaitable[None]]) -> None:
+async def _tell_redis(settings: Settings, name: str, action: Callable[[AnyRedis], Awaitable[None]]) -> None:
     """Run one revocation step against Redis (shared/revocations.py), after Postgres has changed. If
     Redis does not answer, say what did and did not happen and how to finish: the command is
     idempotent, running it again completes it."""
-    client = redis.asyncio.from_url(
-        settings.redis_url,
-        socket_timeout=settings.store_timeout,
-        socket_connect_timeout=settings.store_timeout,
-    )
+    client = redis_client(settings, socket_timeout=settings.store_timeout)
     try:
         await action(client)
     except _REDIS_FAILED as exc:
@@ -366,7 +357,7 @@ async def check_stores(settings: Settings) -> list[str]:
             f"PostgreSQL does not answer at DATABASE_URL ({redact(settings.database_url)}): {exc}. "
             "Start it (pg_ctlcluster <version> main start) or set DATABASE_URL."
         )
-    client = redis.asyncio.from_url(settings.redis_url, socket_connect_timeout=settings.store_timeout)
+    client = redis_client(settings)
     try:
         await client.ping()
     except _REDIS_UNREACHABLE as exc:

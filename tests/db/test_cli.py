@@ -8,9 +8,11 @@ import secrets
 import asyncpg
 import pytest
 
+from shared import revocations
+from shared.redis import Subscriber
 from shared.secrets import lookup_hash, verify_password
 from shared.settings import DEV_PEPPER
-from tests.conftest import run_cli
+from tests.conftest import RedisTarget, redis_for, run_cli
 
 
 def unique(prefix: str) -> str:
@@ -229,3 +231,30 @@ def test_audit_shows_who_did_what(environment: dict[str, str]) -> None:
     bad = run_cli(["audit", "--since", "yesterday-ish"], environment)
     assert bad.returncode == 2
     assert "neither an ISO date/time nor an age" in bad.stderr
+
+
+async def test_revoking_and_disabling_reach_redis_one_or_a_cluster(
+    environment: dict[str, str], redis_target: RedisTarget
+) -> None:
+    """`users revoke` and `disable` end an account's credentials in Redis (its epoch moves on, the
+    flag is set, every gateway is told): against one Redis and against a Redis Cluster."""
+    env = dict(environment, **redis_target.env)
+    name = unique("leaver")
+    added = run_cli(["users", "add", name, "--role", "user", "--password-stdin"], env, "Leaver-pass-1")
+    assert added.returncode == 0, added.stderr
+    user_id = int(added.stdout)
+    client = redis_for(env)
+    try:
+        async with Subscriber(client, env["REDIS_URL"], 3.0).pubsub() as pubsub:
+            await pubsub.subscribe(revocations.channel(env["TOKENHUB_REDIS_PREFIX"]))
+            await pubsub.get_message(timeout=3)  # the subscription's confirmation
+            for command in ("revoke", "disable"):
+                result = run_cli(["users", command, name], env)
+                assert result.returncode == 0, result.stderr
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                assert message is not None
+                assert json.loads(message["data"]) == {"users": [user_id]}
+        state = await revocations.account_state(client, env["TOKENHUB_REDIS_PREFIX"], user_id)
+    finally:
+        await client.aclose()
+    assert (state.epoch, state.disabled) == (2, True)

@@ -1,6 +1,12 @@
 """ChatApp-style access/refresh pairs through the real gateway, issuer and registry (DESIGN §2.4,
 issue 5): rotation and reuse detection, exact daily quotas under concurrency and across an issuer
-restart, every error's envelope, forward-auth, logout, the credential throttle, and Redis outages."""
+restart, every error's envelope, forward-auth, logout, the credential throttle, and Redis outages.
+
+Against one Redis and against a Redis Cluster (`redis_target`): every test on the module's shared
+services (`chat`), the per-e-mail throttle and the revocation reaching every gateway. The rest (a
+crash of the issuer or the registry, the per-address throttle, a Redis outage) runs against one
+Redis only: what they test is not where the keys are (a cluster's own failover:
+tests/e2e/test_redis_failover.py)."""
 
 from __future__ import annotations
 
@@ -20,11 +26,11 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
-import redis.asyncio
 
 from issuer.quota import next_utc_midnight, utc_day
 from shared.internal import KEY_REFUSED
-from tests.conftest import run_cli
+from shared.redis import Subscriber
+from tests.conftest import RedisTarget, redis_for, run_cli
 from tests.e2e.harness import Cluster, ServiceProcess, free_port, http_status, running_cluster
 
 pytestmark = pytest.mark.e2e
@@ -95,9 +101,12 @@ def cluster_env(environment: dict[str, str], **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def chat(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """The four services for the tests here that stop nothing."""
-    with running_cluster(cluster_env(environment), tmp_path_factory.mktemp("chatapp-logs")) as running:
+def chat(
+    environment: dict[str, str], redis_target: RedisTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """The four services for the tests here that stop nothing, once against each Redis."""
+    env = cluster_env(environment, **redis_target.env)
+    with running_cluster(env, tmp_path_factory.mktemp("chatapp-logs")) as running:
         yield running
 
 
@@ -105,6 +114,15 @@ def chat(environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
 def own_cluster(environment: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
     """Four services of the test's own, for tests that stop one or fill a throttle."""
     with running_cluster(cluster_env(environment), tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def own_cluster_on_each_redis(
+    environment: dict[str, str], redis_target: RedisTarget, tmp_path: Path
+) -> Iterator[Cluster]:
+    """`own_cluster`, once against each Redis."""
+    with running_cluster(cluster_env(environment, **redis_target.env), tmp_path) as running:
         yield running
 
 
@@ -263,7 +281,7 @@ async def test_tokens_are_opaque_and_redis_holds_only_their_hashes(
 ) -> None:
     pair = (await make(http, chat.gateway_url, account, app_id)).data
     env = chat["issuer"].env
-    client = redis.asyncio.Redis.from_url(env["REDIS_URL"])
+    client = redis_for(env)
     try:
         keys = [k.decode() async for k in client.scan_iter(match=env["TOKENHUB_REDIS_PREFIX"] + "*")]
         values = [await client.dump(k) for k in keys]
@@ -389,7 +407,7 @@ async def test_quota_holds_across_an_issuer_crash_and_restart_mid_run(
         assert (reply.status, reply.body) == (429, failed(TOKENS_LIMIT))
 
     env = issuer.env
-    client = redis.asyncio.Redis.from_url(env["REDIS_URL"])
+    client = redis_for(env)
     try:
         counters = [
             await client.hget(key, "used")
@@ -618,16 +636,17 @@ async def test_forward_auth_names_the_user_and_app_to_the_proxy(
 
 
 async def test_delete_revokes_the_callers_family_and_no_other(
-    chat: Cluster, http: aiohttp.ClientSession, account: Account, app_id: str, redis_server: str
+    chat: Cluster, http: aiohttp.ClientSession, account: Account, app_id: str
 ) -> None:
     base = chat.gateway_url
     first = (await make(http, base, account, app_id)).data
     rotated = (await refresh(http, base, first["refreshToken"])).data
     other = (await make(http, base, account, app_id)).data
     env = chat["issuer"].env
-    client = redis.asyncio.Redis.from_url(env["REDIS_URL"])
+    client = redis_for(env)
     try:
-        async with client.pubsub() as pubsub:
+        # As a gateway listens: in a cluster, on one node, whichever serves the family's slot.
+        async with Subscriber(client, env["REDIS_URL"], 3.0).pubsub() as pubsub:
             await pubsub.subscribe(env["TOKENHUB_REDIS_PREFIX"] + "revocations")
             await pubsub.get_message(timeout=5)  # the subscription's confirmation
             reply = await call(
@@ -653,10 +672,11 @@ async def test_delete_revokes_the_callers_family_and_no_other(
 
 
 async def test_failed_credentials_are_throttled_per_email(
-    own_cluster: Cluster, http: aiohttp.ClientSession, environment: dict[str, str]
+    own_cluster_on_each_redis: Cluster, http: aiohttp.ClientSession, environment: dict[str, str]
 ) -> None:
     """After TOKENHUB_LOGIN_FAILURES_MAX (5) failures even the right password is refused for a
     while, and only for that e-mail; no pair is made and no quota spent meanwhile."""
+    own_cluster = own_cluster_on_each_redis
     who, bystander = add_account(environment), add_account(environment)
     app = add_app(environment)
     base = own_cluster.gateway_url
@@ -793,7 +813,7 @@ async def test_redis_down_gives_service_unavailable_fast_then_recovers(
 
 
 async def test_a_revocation_reaches_every_gateway_within_a_second(
-    own_cluster: Cluster,
+    own_cluster_on_each_redis: Cluster,
     http: aiohttp.ClientSession,
     environment: dict[str, str],
     account: Account,
@@ -801,6 +821,7 @@ async def test_a_revocation_reaches_every_gateway_within_a_second(
 ) -> None:
     """Gateway A caches its verifications; the family is revoked through gateway B; A must stop
     honouring the token within 1 s (DESIGN §2.4), in practice as soon as the pub/sub message lands."""
+    own_cluster = own_cluster_on_each_redis  # in a cluster, A and B may listen on different nodes
     app = add_app(environment)
     port = free_port()
     second = ServiceProcess(

@@ -8,10 +8,9 @@ import signal
 
 import aiohttp
 import pytest
-import redis.asyncio
 
 from shared.internal import KEY_REFUSED
-from tests.conftest import ADMIN_PASSWORD, run_cli
+from tests.conftest import ADMIN_PASSWORD, redis_for, run_cli
 from tests.e2e.harness import Cluster, Service, http_status
 from tests.e2e.zabbix_client import login, rpc
 
@@ -78,12 +77,9 @@ async def test_internal_endpoints_refuse_requests_without_the_internal_key(
 
 
 async def test_login_goes_through_issuer_and_registry_with_one_request_id(
-    cluster: Cluster,
-    http: aiohttp.ClientSession,
-    redis_server: str,
-    redis_prefix: str,
-    environment: dict[str, str],
+    cluster_on_each_redis: Cluster, http: aiohttp.ClientSession, environment: dict[str, str]
 ) -> None:
+    cluster = cluster_on_each_redis
     request_id = f"e2e-{secrets.token_hex(8)}"
     reply = await rpc(
         http,
@@ -96,9 +92,11 @@ async def test_login_goes_through_issuer_and_registry_with_one_request_id(
     assert re.fullmatch(r"[0-9a-f]{32}", session_id)
 
     # The issuer keeps the session in Redis, under a hash of the id, never the id itself.
-    client = redis.asyncio.Redis.from_url(redis_server)
+    env = cluster["issuer"].env
+    client = redis_for(env)
     try:
-        keys = [k.decode() async for k in client.scan_iter(match=f"{redis_prefix}sess:zabbix:*")]
+        pattern = f"{env['TOKENHUB_REDIS_PREFIX']}sess:zabbix:*"
+        keys = [k.decode() async for k in client.scan_iter(match=pattern)]
     finally:
         await client.aclose()
     assert keys
@@ -132,7 +130,8 @@ async def test_login_goes_through_issuer_and_registry_with_one_request_id(
     assert canary_session not in logs
 
 
-async def test_wrong_password_and_logout(cluster: Cluster, http: aiohttp.ClientSession) -> None:
+async def test_wrong_password_and_logout(cluster_on_each_redis: Cluster, http: aiohttp.ClientSession) -> None:
+    cluster = cluster_on_each_redis
     wrong = await rpc(http, cluster.gateway_url, "user.login", {"username": "Admin", "password": "nope"})
     # Texts and codes as a real Zabbix 6.0.14 answers them.
     assert wrong["error"] == {
@@ -181,10 +180,11 @@ async def test_a_stopped_backend_gives_a_dialect_error_then_recovers_without_res
 
 
 async def test_failed_logins_are_throttled_per_account(
-    private_cluster: Cluster, http: aiohttp.ClientSession, environment: dict[str, str]
+    private_cluster_on_each_redis: Cluster, http: aiohttp.ClientSession, environment: dict[str, str]
 ) -> None:
     """After TOKENHUB_LOGIN_FAILURES_MAX (5) failures even the right password is refused for a while,
     and only for that account."""
+    private_cluster = private_cluster_on_each_redis
     name, password = f"throttled-{secrets.token_hex(4)}", "Right-pass-123"
     assert (
         run_cli(
@@ -202,7 +202,7 @@ async def test_failed_logins_are_throttled_per_account(
     assert await login(http, url, "Admin", ADMIN_PASSWORD)  # other accounts from this address still work
 
     env = private_cluster["issuer"].env
-    client = redis.asyncio.Redis.from_url(env["REDIS_URL"])
+    client = redis_for(env)
     try:
         pattern = f"{env['TOKENHUB_REDIS_PREFIX']}fail:{{zabbix}}:account:*"
         # Admin's login forgave Admin's failures: only the throttled account still counts some.

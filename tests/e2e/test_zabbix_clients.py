@@ -1,4 +1,5 @@
-"""Real Zabbix client libraries from PyPI, pointed at TokenHub, must not notice the difference."""
+"""Real Zabbix client libraries from PyPI, pointed at TokenHub, must not notice the difference
+(whether TokenHub keeps its sessions in one Redis or in a Redis Cluster)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from tests.e2e.harness import Cluster
 pytestmark = pytest.mark.e2e
 
 
-def test_zabbix_utils_scenario(cluster: Cluster) -> None:
+def test_zabbix_utils_scenario(cluster_on_each_redis: Cluster) -> None:
+    cluster = cluster_on_each_redis
     api = ZabbixAPI(url=cluster.gateway_url, skip_version_check=False)
     assert str(api.api_version()) == "6.0.14"
     api.login(user="Admin", password=ADMIN_PASSWORD)
@@ -53,7 +55,8 @@ def test_zabbix_utils_scenario(cluster: Cluster) -> None:
     api.logout()
 
 
-def test_pyzabbix_scenario(cluster: Cluster) -> None:
+def test_pyzabbix_scenario(cluster_on_each_redis: Cluster) -> None:
+    cluster = cluster_on_each_redis
     zapi = PyZabbixAPI(cluster.gateway_url)
     zapi.login("Admin", ADMIN_PASSWORD)
     assert zapi.api_version() == "6.0.14"

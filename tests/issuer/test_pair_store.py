@@ -1,32 +1,26 @@
-"""The issuer's pair store against a real Redis: each Lua script's outcomes, with the clock moved by
-passing `now` rather than by waiting. (Concurrency and the HTTP surface: tests/e2e/test_chatapp.py.)"""
+"""The issuer's pair store against a real Redis and a real Redis Cluster: each Lua script's outcomes,
+with the clock moved by passing `now` rather than by waiting. (Concurrency and the HTTP surface:
+tests/e2e/test_chatapp.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-from redis.asyncio import Redis
 
 from issuer.pair_store import CredentialCache, PairStore
 from issuer.pair_tokens import token_family
 from issuer.quota import next_utc_midnight
 from issuer.redis_keys import QUOTA_GRACE_S, RedisKeys
 from shared.contracts.issuer import Pair
+from shared.redis import AnyRedis, Subscriber
+from shared.settings import Settings
 
 PEPPER = "test-pepper-of-sixteen-bytes-or-more"
 DAY = 86400
-
-
-@pytest.fixture
-async def redis(redis_server: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_server)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -36,12 +30,12 @@ def keys(redis_prefix: str) -> RedisKeys:
 
 
 @pytest.fixture
-def store(redis: Redis, keys: RedisKeys) -> PairStore:
+def store(redis: AnyRedis, keys: RedisKeys) -> PairStore:
     return PairStore(redis, keys, PEPPER)
 
 
 async def test_make_writes_only_hashes_and_ends_at_the_app_lifetimes(
-    store: PairStore, redis: Redis, keys: RedisKeys
+    store: PairStore, redis: AnyRedis, keys: RedisKeys
 ) -> None:
     now = int(time.time())
     pair = await store.make(7, "app", 3600, 7200, now)
@@ -74,7 +68,7 @@ async def test_an_access_token_is_valid_until_its_end(store: PairStore) -> None:
 
 
 async def test_refresh_rotates_and_a_replay_revokes_the_family(
-    store: PairStore, redis: Redis, keys: RedisKeys
+    store: PairStore, redis: AnyRedis, keys: RedisKeys, redis_settings: Settings
 ) -> None:
     now = int(time.time())
     first = await store.make(7, "app", 3600, 7200, now)
@@ -86,7 +80,8 @@ async def test_refresh_rotates_and_a_replay_revokes_the_family(
 
     family = token_family(first.refresh_token, "refresh")
     assert family is not None
-    async with redis.pubsub() as pubsub:
+    # The gateway's subscriber: in a cluster, on one node, which need not serve the family's slot.
+    async with Subscriber(redis, redis_settings.redis_url, 3.0).pubsub() as pubsub:
         await pubsub.subscribe(keys.pair_revocations)
         assert await store.refresh(first.refresh_token, now + 200) == ("reused", 7, "app")
         message = None
@@ -111,7 +106,7 @@ async def test_a_refresh_token_is_dead_at_its_end(store: PairStore) -> None:
 
 
 async def test_the_family_lives_as_long_as_its_last_token(
-    store: PairStore, redis: Redis, keys: RedisKeys
+    store: PairStore, redis: AnyRedis, keys: RedisKeys
 ) -> None:
     now = int(time.time())
     pair = await store.make(7, "app", 3600, 7200, now)
@@ -145,7 +140,7 @@ async def test_unknown_tokens_are_refused(store: PairStore, forged: str) -> None
 
 
 async def test_quota_counts_exactly_and_refusals_take_nothing(
-    store: PairStore, redis: Redis, keys: RedisKeys
+    store: PairStore, redis: AnyRedis, keys: RedisKeys
 ) -> None:
     now = int(time.time())
     results = await asyncio.gather(*(store.take_quota(7, "app", 10, now) for _ in range(30)))
@@ -173,7 +168,7 @@ async def test_a_zero_quota_refuses_every_make(store: PairStore) -> None:
     assert (ok, quota.limit, quota.remaining, refusals) == (False, 0, 0, 1)
 
 
-async def test_credential_cache_keeps_successes_under_a_process_key(redis: Redis, keys: RedisKeys) -> None:
+async def test_credential_cache_keeps_successes_under_a_process_key(redis: AnyRedis, keys: RedisKeys) -> None:
     # A TTL far above how long a scan of a busy shared Redis may take, so the entry is still there.
     cache = CredentialCache(redis, keys, ttl=600)
     assert await cache.user_id("Someone@Example.com", "Right-pass-1") is None
@@ -191,7 +186,7 @@ async def test_credential_cache_keeps_successes_under_a_process_key(redis: Redis
     assert await CredentialCache(redis, keys, ttl=600).user_id("someone@example.com", "Right-pass-1") is None
 
 
-async def test_a_zero_ttl_turns_the_credential_cache_off(redis: Redis, keys: RedisKeys) -> None:
+async def test_a_zero_ttl_turns_the_credential_cache_off(redis: AnyRedis, keys: RedisKeys) -> None:
     cache = CredentialCache(redis, keys, ttl=0)
     await cache.remember("someone@example.com", "Right-pass-1", 42)
     assert await cache.user_id("someone@example.com", "Right-pass-1") is None

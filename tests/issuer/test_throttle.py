@@ -1,31 +1,23 @@
-"""The failure throttle against a real Redis: an attempt is taken before the check it guards, so
-parallel guesses cannot outrun it; right answers in parallel are queued, not refused; an attempt
-never settled (its issuer was killed) stops holding the budget when its lease lapses.
+"""The failure throttle against a real Redis and a real Redis Cluster: an attempt is taken before
+the check it guards, so parallel guesses cannot outrun it; right answers in parallel are queued, not
+refused; an attempt never settled (its issuer was killed) stops holding the budget when its lease
+lapses.
 (Through the gateway, with real password checks: tests/e2e/test_parallel_guessing.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from issuer.redis_keys import RedisKeys
 from issuer.throttle import FailureThrottle, Outcome, Refusal
 from shared.errors import Unavailable
+from shared.redis import AnyRedis
 
 PEPPER = "test-pepper-of-sixteen-bytes-or-more"
 LIMITS = {"account": 5, "address": 30}
-
-
-@pytest.fixture
-async def redis(redis_server: str) -> AsyncIterator[Redis]:
-    # Blocking, as the issuer's: 200 parallel attempts share the pool's connections.
-    client = Redis.from_pool(BlockingConnectionPool.from_url(redis_server, max_connections=50))
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -34,7 +26,7 @@ def keys(redis_prefix: str) -> RedisKeys:
 
 
 def throttle(
-    redis: Redis, keys: RedisKeys, window: int = 30, lease: float = 5.0, max_wait: float = 2.0
+    redis: AnyRedis, keys: RedisKeys, window: int = 30, lease: float = 5.0, max_wait: float = 2.0
 ) -> FailureThrottle:
     return FailureThrottle(
         redis, keys, PEPPER, LIMITS, default_limit=5, window=window, lease=lease, max_wait=max_wait
@@ -56,7 +48,7 @@ async def guarded_check(
 
 
 async def test_200_parallel_wrong_guesses_for_one_account_cost_at_most_5_checks(
-    redis: Redis, keys: RedisKeys
+    redis: AnyRedis, keys: RedisKeys
 ) -> None:
     gate = throttle(redis, keys)
     checks: list[int] = []
@@ -71,7 +63,7 @@ async def test_200_parallel_wrong_guesses_for_one_account_cost_at_most_5_checks(
 
 
 async def test_the_address_limit_holds_across_many_accounts_in_parallel(
-    redis: Redis, keys: RedisKeys
+    redis: AnyRedis, keys: RedisKeys
 ) -> None:
     gate = throttle(redis, keys)
     checks: list[int] = []
@@ -85,7 +77,7 @@ async def test_the_address_limit_holds_across_many_accounts_in_parallel(
     assert sum(isinstance(o, Refusal) for o in outcomes) == 270
 
 
-async def test_right_answers_in_parallel_are_queued_never_refused(redis: Redis, keys: RedisKeys) -> None:
+async def test_right_answers_in_parallel_are_queued_never_refused(redis: AnyRedis, keys: RedisKeys) -> None:
     """60 parallel right passwords for one account: at most 5 checks run at once, and every one
     gets through, since successes never count as failures."""
     gate = throttle(redis, keys)
@@ -109,7 +101,7 @@ async def test_right_answers_in_parallel_are_queued_never_refused(redis: Redis, 
 
 
 async def test_a_success_forgives_the_accounts_failures_but_not_the_addresss(
-    redis: Redis, keys: RedisKeys
+    redis: AnyRedis, keys: RedisKeys
 ) -> None:
     gate = throttle(redis, keys)
     checks: list[int] = []
@@ -127,7 +119,7 @@ async def test_a_success_forgives_the_accounts_failures_but_not_the_addresss(
 
 
 async def test_void_attempts_count_nothing_and_a_wait_that_runs_out_is_try_again(
-    redis: Redis, keys: RedisKeys
+    redis: AnyRedis, keys: RedisKeys
 ) -> None:
     gate = throttle(redis, keys, max_wait=0.2)
     subjects = {"account": "held", "address": "192.0.2.5"}
@@ -143,7 +135,7 @@ async def test_void_attempts_count_nothing_and_a_wait_that_runs_out_is_try_again
 
 
 async def test_an_attempt_never_settled_stops_holding_the_budget_when_its_lease_lapses(
-    redis: Redis, keys: RedisKeys
+    redis: AnyRedis, keys: RedisKeys
 ) -> None:
     """An issuer killed mid-check never settles its attempts: their leases lapse by themselves, so
     the account is not locked for the rest of the failure window."""
@@ -158,7 +150,7 @@ async def test_an_attempt_never_settled_stops_holding_the_budget_when_its_lease_
 
 
 async def test_the_window_starts_at_the_first_failure_and_a_void_attempt_leaves_nothing(
-    redis: Redis, keys: RedisKeys
+    redis: AnyRedis, keys: RedisKeys
 ) -> None:
     gate = throttle(redis, keys, window=1)
     subjects = {"account": "slow", "address": "192.0.2.7"}

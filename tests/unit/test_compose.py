@@ -359,6 +359,30 @@ def test_store_images_and_health_checks(services: dict[str, dict[str, Any]]) -> 
     assert words(services["redis"]["healthcheck"]["test"])[-2:] == ["redis-cli", "ping"]
 
 
+REDIS_PROCESSES = tuple(name for name, fields in PROCESS_FIELDS.items() if "redis_url" in fields)
+
+
+def test_one_redis_is_the_default_and_a_cluster_is_one_setting_away(
+    services: dict[str, dict[str, Any]], operator_variables: dict[str, str]
+) -> None:
+    """Every process that talks to Redis is told the same about whether it is a cluster (one
+    anchor): one Redis, the `redis` service, by default. The file says how to point them at an
+    external Redis Cluster instead, and those settings are ones the services accept."""
+    assert set(REDIS_PROCESSES) == {"gateway", "issuer", "sweeper"}
+    for name in REDIS_PROCESSES:
+        settings = Settings.model_validate(resolved_environment(services[name], operator_variables))
+        assert settings.redis_cluster is False
+        assert urlsplit(settings.redis_url).hostname == "redis"
+    text = COMPOSE_FILE.read_text()
+    assert "x-redis-cluster: &redis-cluster" in text
+    assert "To use a Redis Cluster of your own" in text
+    env = resolved_environment(services["issuer"], operator_variables)
+    external = Settings.model_validate(
+        {**env, env_name("redis_url"): "redis://redis-node-1:6379", env_name("redis_cluster"): "true"}
+    )
+    assert external.redis_cluster is True
+
+
 @pytest.mark.parametrize(("store", "target"), [("postgres", "/var/lib/postgresql/data"), ("redis", "/data")])
 def test_stores_keep_their_data_in_named_volumes(
     compose: dict[str, Any], services: dict[str, dict[str, Any]], store: str, target: str

@@ -251,6 +251,41 @@ def test_out_of_range_values_are_refused(monkeypatch: pytest.MonkeyPatch, var: s
         Settings()
 
 
+def test_one_redis_unless_told_it_is_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().redis_cluster is False
+    monkeypatch.setenv("TOKENHUB_REDIS_CLUSTER", "true")
+    monkeypatch.setenv("REDIS_URL", "redis://redis-node-1:6379")
+    assert Settings().redis_cluster is True
+    for services in ("gateway", "issuer", "sweeper"):  # everything that talks to Redis
+        assert "redis_cluster" in SERVICE_FIELDS[services]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("redis://node:6379/3", "only database 0"),
+        ("unix:///run/redis.sock", "over TCP"),
+    ],
+)
+def test_a_cluster_url_names_a_node_over_tcp_and_database_0(
+    monkeypatch: pytest.MonkeyPatch, url: str, reason: str
+) -> None:
+    monkeypatch.setenv("TOKENHUB_REDIS_CLUSTER", "true")
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ValidationError, match=reason):
+        Settings()
+    monkeypatch.setenv("REDIS_URL", "redis://node:6379/0")
+    assert Settings().redis_url == "redis://node:6379/0"
+
+
+@pytest.mark.parametrize("prefix", ["th{x}:", "{th}:", "th}"])
+def test_the_key_prefix_holds_no_hash_tag(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
+    """Braces would make the prefix every key's Redis Cluster hash tag: all keys in one slot."""
+    monkeypatch.setenv("TOKENHUB_REDIS_PREFIX", prefix)
+    with pytest.raises(ValidationError, match="hash tags"):
+        Settings()
+
+
 @pytest.mark.parametrize(
     ("field", "name"),
     [
@@ -260,6 +295,7 @@ def test_out_of_range_values_are_refused(monkeypatch: pytest.MonkeyPatch, var: s
         ("database_url", "DATABASE_URL"),
         ("redis_url", "REDIS_URL"),
         ("redis_prefix", "TOKENHUB_REDIS_PREFIX"),
+        ("redis_cluster", "TOKENHUB_REDIS_CLUSTER"),
         ("gateway_port", "GATEWAY_PORT"),
         ("issuer_port", "ISSUER_PORT"),
         ("registry_port", "REGISTRY_PORT"),
