@@ -21,13 +21,14 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 import redis
 import redis.asyncio
+from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 
 from shared.redis import AnyRedis
@@ -149,7 +150,9 @@ def redis_for(env: Mapping[str, str]) -> AnyRedis:
     return redis.asyncio.Redis.from_url(env["REDIS_URL"])
 
 
-@pytest.fixture(scope="session", params=["single", "cluster"])
+# Module scope, not session: a session-scoped parameter makes pytest regroup the whole run by it
+# (every cluster-mode test of every module last) and keeps the services built on it alive to the end.
+@pytest.fixture(scope="module", params=["single", "cluster"])
 def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
     """Each test that takes this runs twice: against the run's one Redis, and against the private
     Redis Cluster (started only when a test asks for it)."""
@@ -158,6 +161,35 @@ def redis_target(request: pytest.FixtureRequest) -> RedisTarget:
         return RedisTarget(mode, request.getfixturevalue("redis_server"))
     cluster: RedisCluster = request.getfixturevalue("redis_cluster")
     return RedisTarget(mode, cluster.url)
+
+
+async def subscribe(pubsub: PubSub, channel: str, timeout: float = 5) -> None:
+    """Subscribe and wait for the server's confirmation, so that nothing published after this
+    returns can be missed."""
+    await pubsub.subscribe(channel)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        message = await pubsub.get_message(timeout=left)
+        if message is not None and message["type"] == "subscribe":
+            return
+    raise AssertionError(f"no confirmation of the subscription to {channel} within {timeout} s")
+
+
+async def next_message(pubsub: PubSub, timeout: float) -> dict[str, Any] | None:
+    """The next published message (not a subscribe confirmation) within `timeout` seconds, or None.
+
+    One `get_message(timeout=...)` is not enough: it also returns None, early, when what it read
+    was the connection's health-check PONG."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (left := deadline - loop.time()) > 0:
+        message: dict[str, Any] | None = await pubsub.get_message(
+            ignore_subscribe_messages=True, timeout=left
+        )
+        if message is not None:
+            return message
+    return None
 
 
 class FreshDatabases:

@@ -12,7 +12,7 @@ from shared import revocations
 from shared.redis import Subscriber
 from shared.secrets import lookup_hash, verify_password
 from shared.settings import DEV_PEPPER
-from tests.conftest import RedisTarget, redis_for, run_cli
+from tests.conftest import RedisTarget, next_message, redis_for, run_cli, subscribe
 
 
 def unique(prefix: str) -> str:
@@ -246,12 +246,11 @@ async def test_revoking_and_disabling_reach_redis_one_or_a_cluster(
     client = redis_for(env)
     try:
         async with Subscriber(client, env["REDIS_URL"], 3.0).pubsub() as pubsub:
-            await pubsub.subscribe(revocations.channel(env["TOKENHUB_REDIS_PREFIX"]))
-            await pubsub.get_message(timeout=3)  # the subscription's confirmation
+            await subscribe(pubsub, revocations.channel(env["TOKENHUB_REDIS_PREFIX"]))
             for command in ("revoke", "disable"):
                 result = run_cli(["users", command, name], env)
                 assert result.returncode == 0, result.stderr
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                message = await next_message(pubsub, 5)
                 assert message is not None
                 assert json.loads(message["data"]) == {"users": [user_id]}
         state = await revocations.account_state(client, env["TOKENHUB_REDIS_PREFIX"], user_id)

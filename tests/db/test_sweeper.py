@@ -22,7 +22,15 @@ import pytest
 
 from shared import revocations
 from shared.redis import Subscriber
-from tests.conftest import FreshDatabases, RedisTarget, base_environment, redis_for, run_cli
+from tests.conftest import (
+    FreshDatabases,
+    RedisTarget,
+    base_environment,
+    next_message,
+    redis_for,
+    run_cli,
+    subscribe,
+)
 from tests.e2e.harness import ServiceProcess, free_port, http_status
 
 SWEEP = [sys.executable, "-m", "sweeper"]
@@ -141,10 +149,9 @@ async def test_expiry_marks_tokens_and_announces_revocations(world: World, redis
     client = redis_for(env)
     try:
         async with Subscriber(client, env["REDIS_URL"], 3.0).pubsub() as pubsub:
-            await pubsub.subscribe(revocations.channel(prefix))
-            await pubsub.get_message(timeout=3)  # the subscribe confirmation
+            await subscribe(pubsub, revocations.channel(prefix))
             counts = sweep_once(env)
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+            message = await next_message(pubsub, 5)
         markers = [await client.exists(revocations.marker_key(prefix, i)) for i in [*ended, alive]]
     finally:
         await client.aclose()

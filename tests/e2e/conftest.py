@@ -29,7 +29,7 @@ def private_cluster(environment: dict[str, str], tmp_path: Path) -> Iterator[Clu
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cluster_on_each_redis(
     request: pytest.FixtureRequest,
     redis_target: RedisTarget,

@@ -30,7 +30,7 @@ import pytest
 from issuer.quota import next_utc_midnight, utc_day
 from shared.internal import KEY_REFUSED
 from shared.redis import Subscriber
-from tests.conftest import RedisTarget, redis_for, run_cli
+from tests.conftest import RedisTarget, next_message, redis_for, run_cli, subscribe
 from tests.e2e.harness import Cluster, ServiceProcess, free_port, http_status, running_cluster
 
 pytestmark = pytest.mark.e2e
@@ -647,14 +647,13 @@ async def test_delete_revokes_the_callers_family_and_no_other(
     try:
         # As a gateway listens: in a cluster, on one node, whichever serves the family's slot.
         async with Subscriber(client, env["REDIS_URL"], 3.0).pubsub() as pubsub:
-            await pubsub.subscribe(env["TOKENHUB_REDIS_PREFIX"] + "revocations")
-            await pubsub.get_message(timeout=5)  # the subscription's confirmation
+            await subscribe(pubsub, env["TOKENHUB_REDIS_PREFIX"] + "revocations")
             reply = await call(
                 http, "DELETE", base + "/v1/tokens", headers={"Authorization": first["accessToken"]}
             )
             assert (reply.status, reply.body) == (200, {"success": True, "data": {}})
             # Announced to every gateway that caches verifications.
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+            message = await next_message(pubsub, 5)
     finally:
         await client.aclose()
     assert message is not None

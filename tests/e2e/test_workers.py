@@ -47,10 +47,16 @@ async def test_two_workers_share_the_port_and_one_that_dies_is_replaced(
     assert len(workers) == 2
     # A new connection per request: the kernel spreads connections, not requests.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        # The service is ready once one worker listens; the spread is measured once both have served.
+        deadline = time.monotonic() + 10
+        while set(before := served_by(tmp_path / "gateway.log", "/healthz")) != {"0", "1"}:
+            assert time.monotonic() < deadline, f"one worker never served: {before}"
+            async with http.get(gateway.url + "/healthz") as r:
+                assert r.status == 200
         for _ in range(200):
             async with http.get(gateway.url + "/healthz") as r:
                 assert r.status == 200
-        share = served_by(tmp_path / "gateway.log", "/healthz")
+        share = served_by(tmp_path / "gateway.log", "/healthz") - before
         assert set(share) == {"0", "1"}, share
         assert min(share.values()) >= 40, share
 

@@ -18,6 +18,7 @@ from issuer.redis_keys import QUOTA_GRACE_S, RedisKeys
 from shared.contracts.issuer import Pair
 from shared.redis import AnyRedis, Subscriber
 from shared.settings import Settings
+from tests.conftest import next_message, subscribe
 
 PEPPER = "test-pepper-of-sixteen-bytes-or-more"
 DAY = 86400
@@ -82,13 +83,9 @@ async def test_refresh_rotates_and_a_replay_revokes_the_family(
     assert family is not None
     # The gateway's subscriber: in a cluster, on one node, which need not serve the family's slot.
     async with Subscriber(redis, redis_settings.redis_url, 3.0).pubsub() as pubsub:
-        await pubsub.subscribe(keys.pair_revocations)
+        await subscribe(pubsub, keys.pair_revocations)
         assert await store.refresh(first.refresh_token, now + 200) == ("reused", 7, "app")
-        message = None
-        for _ in range(50):  # the subscribe confirmation comes first
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
-            if message is not None:
-                break
+        message = await next_message(pubsub, 5)
     assert message is not None
     assert orjson.loads(message["data"]) == {"families": [family]}
 
