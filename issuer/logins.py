@@ -7,6 +7,7 @@ was not a failure. A login the throttle refuses is recorded as login_blocked, on
 from __future__ import annotations
 
 from types import TracebackType
+from typing import NoReturn
 
 from pydantic import JsonValue
 
@@ -57,6 +58,14 @@ def _says_nothing_of_the_guess(exc: BaseException) -> bool:
     return isinstance(exc, TokenHubError) and not isinstance(exc, BadCredentials | NotFound)
 
 
+def _login_subjects(login: str, client_addr: str) -> Subjects:
+    return {ACCOUNT: login.lower(), "address": client_addr}
+
+
+def _login_details(login: str) -> dict[str, JsonValue]:
+    return {"login": login[:_AUDITED_LOGIN_CHARS]}
+
+
 class Logins:
     def __init__(self, throttle: FailureThrottle, registry: RegistryClient, trail: SecurityTrail) -> None:
         self._throttle = throttle
@@ -71,21 +80,38 @@ class Logins:
         taken = await self._throttle.take(realm, subjects)
         if not isinstance(taken, Refusal):
             return taken
-        if taken.first and blocked_event is not None:
+        await self._refuse(realm, subjects, taken, blocked_event, details)
+
+    async def _refuse(
+        self,
+        realm: str,
+        subjects: Subjects,
+        refusal: Refusal,
+        blocked_event: str | None,
+        details: dict[str, JsonValue],
+    ) -> NoReturn:
+        if refusal.first and blocked_event is not None:
             await self._trail.record(
                 blocked_event,
                 kind=realm,
                 client_addr=subjects.get("address", "-"),
-                details={**details, "retry_after": taken.retry_after},
+                details={**details, "retry_after": refusal.retry_after},
             )
-        raise taken.error()
+        raise refusal.error()
 
     async def attempt(self, realm: str, login: str, client_addr: str) -> Attempt:
         """Take an attempt for this account name and address, or raise Throttled."""
-        subjects = {ACCOUNT: login.lower(), "address": client_addr}
-        details: dict[str, JsonValue] = {"login": login[:_AUDITED_LOGIN_CHARS]}
+        subjects, details = _login_subjects(login, client_addr), _login_details(login)
         taken = await self.hold(realm, subjects, blocked_event="login_blocked", details=details)
         return Attempt(self._throttle, realm, subjects, taken)
+
+    async def refuse_if_blocked(self, realm: str, login: str, client_addr: str) -> None:
+        """Throttled (recorded as `attempt` records it) when this account or address is blocked; for
+        a login that needs no password check, and so holds no attempt."""
+        subjects = _login_subjects(login, client_addr)
+        refusal = await self._throttle.refusal(realm, subjects)
+        if refusal is not None:
+            await self._refuse(realm, subjects, refusal, "login_blocked", _login_details(login))
 
     async def check_password(
         self,

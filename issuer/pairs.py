@@ -27,6 +27,7 @@ from issuer.trail import SecurityTrail
 from shared.contracts.issuer import MakePair, Pair, PairMade, RefreshPair, Verified
 from shared.contracts.registry import RegistryClient
 from shared.errors import BadCredentials, NotFound
+from shared.revocations import AccountState
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,7 @@ class Pairs:
         # The app first: it is cheap, and an unknown app spends no password check. It reveals only
         # whether an app id exists, never whether an e-mail does.
         app = await self._registry.get_app(req.app_id)
-        attempt = await self._logins.attempt(self._realm, req.email, req.client_addr)
-        async with attempt:
-            user_id = await self._authenticate(req.email, req.password, req.client_addr)
-            state = await self.store.account_state(user_id)
-            if state.disabled:  # a right password from the credential cache, for a disabled account
-                raise BadCredentials("the account is disabled")
+        user_id, state = await self._authenticate(req.email, req.password, req.client_addr)
         # The quota only after the credentials: a wrong password must not spend anyone's quota.
         now = int(time.time())
         taken, quota, refused = await self.store.take_quota(user_id, app.app_id, app.daily_quota, now)
@@ -84,23 +80,37 @@ class Pairs:
             quota=quota,
         )
 
-    async def _authenticate(self, email: str, password: str, client_addr: str) -> int:
-        """The user id for these credentials, from the credential cache or the registry (which
-        records the login); BadCredentials otherwise."""
+    async def _authenticate(self, email: str, password: str, client_addr: str) -> tuple[int, AccountState]:
+        """The user id for these credentials and its account's state; BadCredentials otherwise.
+
+        A password the registry confirmed a moment ago (the credential cache) needs no check, so it
+        holds no throttle attempt: only a blocked account or address refuses it. A burst of makes
+        with the right password then never waits behind its own attempts. Everything else takes an
+        attempt for the registry's check (which records the login)."""
         user_id = await self._credentials.user_id(email, password)
         if user_id is not None:
-            # No registry check to record it, so recorded here: every tokens.make is a login.
-            await self._trail.record(
-                "login_succeeded",
-                kind=self._realm,
-                client_addr=client_addr,
-                subject_id=user_id,
-                details={"realm": self._realm, "cached": True},
-            )
-            return user_id
-        user = await self._logins.check_password(self._realm, password, client_addr, email=email)
-        await self._credentials.remember(email, password, user.id)
-        return user.id
+            state = await self.store.account_state(user_id)
+            if not state.disabled:
+                await self._logins.refuse_if_blocked(self._realm, email, client_addr)
+                # No registry check to record it, so recorded here: every tokens.make is a login.
+                await self._trail.record(
+                    "login_succeeded",
+                    kind=self._realm,
+                    client_addr=client_addr,
+                    subject_id=user_id,
+                    details={"realm": self._realm, "cached": True},
+                )
+                return user_id, state
+        attempt = await self._logins.attempt(self._realm, email, client_addr)
+        async with attempt:
+            if user_id is None:
+                user = await self._logins.check_password(self._realm, password, client_addr, email=email)
+                await self._credentials.remember(email, password, user.id)
+                user_id = user.id
+            state = await self.store.account_state(user_id)
+            if state.disabled:  # the account was disabled after its password was confirmed
+                raise BadCredentials("the account is disabled")
+        return user_id, state
 
     async def _standing(self, user_id: int, epoch: int, family: str) -> bool:
         """Whether the account still honours a family made under `epoch`; if not, the family ends."""

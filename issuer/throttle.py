@@ -82,6 +82,7 @@ class FailureThrottle:
         # forget failures (more guesses) nor bring back a settled lease (a budget held for nothing).
         self._take = Script(redis, "attempt_take", replicated=True)
         self._finish = Script(redis, "attempt_finish", replicated=True)
+        self._peek = Script(redis, "attempt_peek", replicated=True)
 
     def _keys_of(self, realm: str, subjects: Subjects) -> list[str]:
         """Each subject's failures and leases, in attempt_take.lua's order."""
@@ -119,6 +120,17 @@ class FailureThrottle:
             # Jittered, so that waiters do not all come back in the same instant.
             await asyncio.sleep(pause * random.uniform(0.5, 1.0))
             pause = min(pause * 2, ATTEMPT_WAIT_LONGEST_S)
+
+    async def refusal(self, realm: str, subjects: Subjects) -> Refusal | None:
+        """The Refusal `take` would give now, or None; holds nothing (for a login that needs no check)."""
+        if not subjects:
+            return None
+        limits = [self._limits.get(kind, self._default_limit) for kind in subjects]
+        reply = await self._peek(keys=self._keys_of(realm, subjects), args=limits)
+        assert reply is not None
+        if int(reply[0]) == 1:
+            return None
+        return Refusal(max(1, int(reply[1])), bool(int(reply[2])))
 
     async def _take_or_give_back(
         self, realm: str, subjects: Subjects, keys: list[str], args: list[str | int]

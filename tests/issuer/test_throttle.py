@@ -164,3 +164,27 @@ async def test_the_window_starts_at_the_first_failure_and_a_void_attempt_leaves_
     found = {k: await redis.ttl(k) async for k in redis.scan_iter(match=keys.prefix + "fail:*")}
     assert len(found) == 2  # the account's and the address's, each with the window's TTL
     assert set(found.values()) == {1}
+
+
+async def test_a_look_holds_nothing_and_refuses_only_what_take_would_refuse(
+    redis: AnyRedis, keys: RedisKeys
+) -> None:
+    """`refusal` (a login with a password already proved right): no lease, so it never waits behind
+    attempts in flight; but a subject out of failures refuses it as `take` does, first refusal once."""
+    gate = throttle(redis, keys, max_wait=0.3)
+    subjects = {"account": "burst", "address": "192.0.2.4"}
+    held = [await gate.take("test", subjects) for _ in range(5)]  # the account's whole budget in flight
+    assert all(isinstance(attempt, str) for attempt in held)
+    with pytest.raises(Unavailable):
+        await gate.take("test", subjects)
+    assert await gate.refusal("test", subjects) is None
+    for attempt in held:
+        assert isinstance(attempt, str)
+        await gate.finish("test", subjects, attempt, "failed")
+    refused = await gate.refusal("test", subjects)
+    assert isinstance(refused, Refusal)
+    assert (refused.first, 1 <= refused.retry_after <= 30) == (True, True)
+    again = await gate.take("test", subjects)
+    assert isinstance(again, Refusal)
+    assert again.first is False
+    assert await gate.refusal("test", {"account": "someone-else", "address": "192.0.2.5"}) is None
