@@ -217,6 +217,7 @@ class WialonTokens:
         sealed = self._sealer.seal(secret, seal_context(secret_hash))
         async with self.pool.acquire() as conn, conn.transaction():
             owner = await self._authorize(conn, req)
+            await conn.execute(Q["lock_owner"], owner)
             held = await cast("Awaitable[int]", conn.fetchval(Q["count_owner_tokens"], owner))
             if held >= MAX_TOKENS_PER_USER:
                 raise Conflict(

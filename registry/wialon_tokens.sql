@@ -18,13 +18,16 @@ SELECT EXISTS (SELECT 1 FROM chain WHERE id = $1 AND NOT looped);
 -- name: user_by_name
 SELECT id, username, email, role, parent_id, status FROM users WHERE username = $1;
 
+-- name: lock_owner
+-- The owner's row locked (FOR NO KEY UPDATE: other creates of the same owner's Wialon tokens wait
+-- here; foreign-key checks of other inserts do not), so that concurrent creates cannot pass the
+-- per-user limit together. Its own statement: under READ COMMITTED the next one, the count, takes a
+-- snapshot after the lock was granted and sees what the previous holder committed (counted in the
+-- same statement it would not).
+SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE;
+
 -- name: count_owner_tokens
--- How many Wialon tokens the owner has, counted with the owner's row locked (FOR NO KEY UPDATE: other
--- writers of the same owner's Wialon tokens wait here; foreign-key checks of other inserts do not),
--- so that concurrent creates cannot pass the per-user limit together.
-WITH owner AS (SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE)
-SELECT count(*) FROM tokens t JOIN owner ON t.owner_id = owner.id
-WHERE t.kind = 'wialon';
+SELECT count(*) FROM tokens WHERE owner_id = $1 AND kind = 'wialon';
 
 -- name: insert_token
 -- $6 NULL: activate now (whole seconds, so `at` equals `ct`); $7 0: no end. $5 to $10 are in
