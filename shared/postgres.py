@@ -279,8 +279,14 @@ async def create_pool(dsn: str, max_size: int, timeout: float) -> asyncpg.Pool:
         # A second past the server's own bound (below): a server that is there answers a slow
         # statement first (QueryCanceledError), so a client-side timeout means one that is not.
         command_timeout=statement_timeout + 1,
-        # A statement whose client has gone stops on the server too.
-        server_settings={"statement_timeout": str(int(statement_timeout * 1000))},
+        # A statement whose client has gone stops on the server too. Custom plans always: queries
+        # with optional filters (`$1::bigint[] IS NULL OR owner_id = ANY($1)`) get a plan for the
+        # values given; a generic plan, which asyncpg's prepared statements switch to after five
+        # runs, must serve every value and walks the whole table (docs/DECISIONS.md, Admin API).
+        server_settings={
+            "statement_timeout": str(int(statement_timeout * 1000)),
+            "plan_cache_mode": "force_custom_plan",
+        },
         init=_init_connection,
         reset=_keep_session,
     )
