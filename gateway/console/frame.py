@@ -224,6 +224,8 @@ def console_app(gateway: web.Application) -> web.Application:
 
     console = web.Application(middlewares=[console_middleware])
     console[console_gateway_key] = gateway
+    # The dialects' helpers (client_addr: trusted proxies) read the settings from request.app.
+    console[settings_key] = gateway[settings_key]
     aiohttp_jinja2.setup(
         console,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

@@ -105,6 +105,11 @@ def back_to(page: str, query: str | None, **outcome: int) -> web.HTTPSeeOther:
     return web.HTTPSeeOther(f"{base}?{joined}" if joined else base)
 
 
+def see_other(location: str) -> web.Response:
+    """A redirect to return (not raise), for one that sets cookies."""
+    return web.Response(status=303, headers={"Location": location})
+
+
 def clean_query(request: web.Request, drop: tuple[str, ...] = ("done", "missed", "cursor", "lang")) -> str:
     return urlencode([(k, v) for k, v in request.query.items() if k not in drop])
 
@@ -141,7 +146,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
     except TokenHubError as exc:
         message = t("Wrong username or password.") if exc.status in (400, 401, 403) else error_text(exc, t)
         return _signin(request, message, exc.status if 400 <= exc.status < 500 else 503)
-    response = web.HTTPSeeOther(f"{PREFIX}/")
+    response = see_other(f"{PREFIX}/")
     security.set_cookie(request, response, security.SESSION_COOKIE, token)
     security.clear_cookie(request, response, security.PRESESSION_COOKIE)
     return response
@@ -149,7 +154,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
 
 async def signout(ctx: Ctx) -> web.StreamResponse:
     await service.sign_out(ctx.app, ctx.session)
-    response = web.HTTPSeeOther(SIGN_IN)
+    response = see_other(SIGN_IN)
     security.clear_cookie(ctx.request, response, security.SESSION_COOKIE)
     return response
 
