@@ -202,7 +202,8 @@ async def test_find_a_zabbix_token_among_many_revoke_it_and_the_zabbix_api_refus
 
     async def refused() -> bool:
         reply = await rpc(trio, "token.get", {"countOutput": True}, secret)
-        return reply.get("error", {}).get("data") == "Not authorized."
+        error: dict[str, Any] = reply.get("error", {})
+        return error.get("data") == "Not authorized."
 
     await refused_soon(refused)
     # The other 49 still work for their owner.
