@@ -9,8 +9,8 @@ from html import escape
 
 from markupsafe import Markup
 
-WIDTH, HEIGHT = 720, 240
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 16, 28
+WIDTH, HEIGHT = 960, 260
+LEFT, RIGHT, TOP, BOTTOM = 44, 12, 34, 28
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series]) -> M
     legend_x = LEFT + 8
     for s in series:
         parts.append(
-            f'<rect class="th-key {escape(s.css_class)}" x="{legend_x}" y="{TOP}" width="10" height="10"/>'
-            f'<text class="th-legend" x="{legend_x + 14}" y="{TOP + 9}">{escape(s.name)}</text>'
+            f'<rect class="th-key {escape(s.css_class)}" x="{legend_x}" y="6" width="10" height="10"/>'
+            f'<text class="th-legend" x="{legend_x + 14}" y="15">{escape(s.name)}</text>'
         )
         legend_x += 14 + 8 * len(s.name) + 18
     parts.append("</svg>")

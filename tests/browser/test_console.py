@@ -136,7 +136,6 @@ async def test_sign_in_as_admin(page: Page, world: World) -> None:
     await page.wait_for_url(f"{world.base}/console/")
     assert await page.locator("h1").inner_text() == "Overview"
     assert await page.locator("svg.th-chart polyline").count() == 2
-    await screenshot(page, "overview")
 
 
 async def test_create_a_user(page: Page, world: World, trio: Trio) -> None:
@@ -285,6 +284,24 @@ async def test_find_the_failed_logins_in_the_audit_page(page: Page, world: World
     # And the disabled user's refused logins, with the reason the dialects do not tell.
     await page.goto(f"{world.base}/console/audit?event=login_failed&user_id={world.user_id}")
     assert "disabled" in await page.locator("table.audit tbody").inner_text()
+
+
+async def test_the_overview_counts_what_the_flows_made(page: Page, world: World) -> None:
+    # A super_admin's summary is a count over every token, reused by the registry for 10 s.
+    zabbix = page.locator("table tbody tr", has_text="zabbix").locator("td.num").last
+    deadline = time.monotonic() + 12
+    await page.goto(f"{world.base}/console/")
+    while int(await zabbix.inner_text()) < 51:
+        assert time.monotonic() < deadline, "the overview never counted the flows' tokens"
+        await asyncio.sleep(0.5)
+        await page.reload()
+    vouchers = page.locator("table tbody tr", has_text="voucher").locator("td.num").last
+    assert int(await vouchers.inner_text()) >= 20
+    issued = page.locator(".tile .big").first
+    assert int(await issued.inner_text()) >= 71
+    await screenshot(page, "overview")
+    # The README's picture of the console (docs/console.png) is a copy of this one.
+    await page.screenshot(path=str(SCREENSHOTS / "console.png"))
 
 
 async def test_the_console_speaks_russian(page: Page, world: World) -> None:
