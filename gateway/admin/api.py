@@ -307,6 +307,12 @@ ROUTES: tuple[Route, ...] = (
 def setup_admin_routes(app: web.Application) -> None:
     for r in ROUTES:
         app.router.add_route(r.method, PREFIX + r.path, _guarded(r.handle))
+    # Last: any other path or method below the prefix gets the API's own error, not aiohttp's page.
+    app.router.add_route("*", PREFIX + "/{tail:.*}", _no_such_endpoint)
+
+
+async def _no_such_endpoint(request: web.Request) -> web.Response:
+    return _error(404, "not_found", f"no endpoint {request.method} {request.path}")
 
 
 __all__ = ["PREFIX", "ROUTES", "UserOut", "setup_admin_routes"]
