@@ -24,7 +24,8 @@ async def call(
     body: Any = None if response.status == 204 else await response.json()
     if response.status >= 400:
         assert isinstance(body, dict)
-        assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+        assert set(body) == {"error"}, body
+        assert set(body["error"]) == {"code", "message"}, body
     return response.status, body
 
 
