@@ -124,7 +124,7 @@ class AdminStore:
             return await self._user_in(conn, reach, req.user_id)
 
     async def create_user(self, req: api.CreateUser) -> api.AdminUser:
-        if req.email is not None and not accounts._EMAIL.fullmatch(req.email):
+        if req.email is not None and not accounts.EMAIL.fullmatch(req.email):
             raise InvalidInput(f"{req.email!r} is not an e-mail address")
         password_hash = await hash_password_async(req.password)
         async with self.pool.acquire() as conn, conn.transaction():

@@ -38,6 +38,7 @@ from shared.secrets import hash_password_async, lookup_hash, new_hex_secret, ver
 from shared.sqlfile import load_queries
 
 __all__ = [
+    "EMAIL",
     "ROLES",
     "App",
     "AuditRecord",
@@ -51,7 +52,7 @@ __all__ = [
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 ROLES: tuple[Role, ...] = ("super_admin", "admin", "user", "guest")
 
@@ -213,7 +214,7 @@ class Store:
     ) -> int:
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-        if email is not None and not _EMAIL.fullmatch(email):
+        if email is not None and not EMAIL.fullmatch(email):
             raise InvalidInput(f"{email!r} is not an e-mail address")
         password_hash = await hash_password_async(password) if password is not None else None
         async with self.pool.acquire() as conn, conn.transaction():

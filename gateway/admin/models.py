@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
 
 Role = Literal["super_admin", "admin", "user", "guest"]
 UserStatus = Literal["active", "disabled"]
@@ -132,12 +132,12 @@ class TokenQuery(Request):
     owner_id: Id | None = None
     q: Search | None = None  # case-insensitive substring of the name (Zabbix name, Wialon app)
     status: TokenStatus | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
-    expires_after: datetime | None = None
-    expires_before: datetime | None = None
-    used_after: datetime | None = None
-    used_before: datetime | None = None
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    expires_after: AwareDatetime | None = None
+    expires_before: AwareDatetime | None = None
+    used_after: AwareDatetime | None = None
+    used_before: AwareDatetime | None = None
     cursor: Cursor | None = None
     limit: Limit = DEFAULT_PAGE
 
@@ -255,8 +255,8 @@ class VoucherResult(Out):
 class AuditQuery(Request):
     user_id: Id | None = None  # events by or about this user
     event: EventName | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
     cursor: Cursor | None = None
     limit: Limit = DEFAULT_PAGE
 
