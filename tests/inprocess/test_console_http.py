@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from html.parser import HTMLParser
 
 from aiohttp import ClientResponse
 
@@ -262,3 +263,57 @@ async def test_voucher_codes_are_rendered_once_on_the_sheet(trio: Trio) -> None:
     )
     assert done.status == 200
     assert "Acted on: 1" in await done.text()
+
+
+class Controls(HTMLParser):
+    """Every form control of a page, and the ids its labels name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[dict[str, str | None]] = []
+        self.labelled: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag == "label" and found.get("for"):
+            self.labelled.add(found["for"] or "")
+        if tag in ("input", "select", "textarea") and found.get("type") != "hidden":
+            self.controls.append(found)
+
+
+async def test_every_form_control_is_labelled(trio: Trio) -> None:
+    await sign_in(trio)
+    for path in ("/console/signin", *PAGES):
+        if path == "/console/signin":
+            trio.gateway.session.cookie_jar.clear()
+        parser = Controls()
+        parser.feed(await (await trio.gateway.get(path)).text())
+        unlabelled = [
+            c
+            for c in parser.controls
+            if not c.get("aria-label") and (c.get("id") or "") not in parser.labelled
+        ]
+        assert unlabelled == [], path
+        if path == "/console/signin":
+            await sign_in(trio)
+
+
+async def test_odd_queries_get_a_message_never_a_500(trio: Trio) -> None:
+    await sign_in(trio)
+    odd = [
+        "/console/users?role=emperor&status=sleeping&cursor=!!!",
+        "/console/users?q=" + "x" * 500,
+        "/console/tokens?kind=ssh&status=x&owner_id=abc",
+        "/console/tokens?cursor=bm90LWEtY3Vyc29y&owner_id=99999999999999999999999",
+        "/console/vouchers?offset=-5&token=abc&used=2",
+        "/console/vouchers?offset=99999999999999",
+        "/console/audit?since=yesterday&user_id=-1&event=DROP%20TABLE",
+        "/console/audit?cursor=%00",
+        "/console/apps/no-such-app",
+        "/console/users/tree?lang=xx",
+    ]
+    for path in odd:
+        response = await trio.gateway.get(path)
+        assert 200 <= response.status < 500, (path, response.status)
+        check_headers(response)
+        assert "<h1>" in await response.text(), path
