@@ -72,6 +72,13 @@ def model(cls: type[M], fields: Mapping[str, Any]) -> M:
         raise InvalidInput.from_validation(exc, "invalid form") from None
 
 
+def grantable(ctx: Ctx) -> tuple[Role, ...]:
+    """The roles the caller may give (the registry decides; the page offers no more than that): a
+    super_admin any, an admin its users' (user, guest), a user none (it manages no account)."""
+    role = ctx.caller.role
+    return ROLES if role == "super_admin" else ("user", "guest") if role == "admin" else ()
+
+
 def tristate(value: str | None) -> bool | None:
     return {"1": True, "0": False}.get(value or "")
 
@@ -209,6 +216,7 @@ async def users(ctx: Ctx, *, error: str | None = None, status: int = 200) -> web
             "page": page,
             "filters": filters,
             "roles": ROLES,
+            "grantable": grantable(ctx),
             "error": error,
             "outcome": _outcome(ctx),
             "query": clean_query(ctx.request),

@@ -12,6 +12,7 @@ from aiohttp import ClientResponse
 from gateway.console.frame import voucher_mask
 from gateway.console.security import CONTENT_SECURITY_POLICY
 from tests.conftest import ADMIN_PASSWORD
+from tests.inprocess.chatapp_world import add_account
 from tests.inprocess.conftest import Trio
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]{64})"')
@@ -317,3 +318,23 @@ async def test_odd_queries_get_a_message_never_a_500(trio: Trio) -> None:
         assert 200 <= response.status < 500, (path, response.status)
         check_headers(response)
         assert "<h1>" in await response.text(), path
+
+
+async def test_a_user_sees_what_its_role_may_see(trio: Trio) -> None:
+    account = await add_account(trio)
+    await sign_in(trio, account.email.split("@")[0], account.password)
+    for path in PAGES:
+        response = await trio.gateway.get(path)
+        assert response.status == 200, path
+    users = await (await trio.gateway.get("/console/users")).text()
+    assert "Create a user" not in users
+    assert 'action="/console/users/' not in users
+    apps = await (await trio.gateway.get("/console/apps")).text()
+    assert "Create an app" not in apps
+    # What the page does not offer, the service refuses all the same: a message, not a 500.
+    csrf = csrf_of(users)
+    refused = await trio.gateway.post(
+        "/console/apps", data={"csrf": csrf, "app_id": f"mine-{secrets.token_hex(2)}"}
+    )
+    assert refused.status == 403
+    assert 'class="msg error"' in await refused.text()
