@@ -147,10 +147,21 @@ async def test_create_a_user(page: Page, world: World, trio: Trio) -> None:
     await page.get_by_label("E-mail").fill(world.email)
     await page.locator("#n-password").fill(world.password)
     await page.get_by_role("button", name="Create").click()
-    row = page.locator("table.users tbody tr", has_text=world.username)
+    row = page.locator("table.users tbody tr").filter(
+        has=page.get_by_role("link", name=world.username, exact=True)
+    )
     await row.wait_for()
     world.user_id = int(await row.locator("td.num").first.inner_text())
     await screenshot(page, "users")
+    # Without a password, one is generated and shown once, ready to copy.
+    await page.get_by_label("Username").fill(f"{world.username}-2")
+    await page.get_by_role("button", name="Create").click()
+    secret = page.locator("#secret")
+    assert len(await secret.input_value()) >= 12
+    await screenshot(page, "user-created")
+    await page.goto(f"{world.base}/console/users/tree")
+    assert await page.get_by_role("link", name=world.username, exact=True).count() == 1
+    await screenshot(page, "users-tree")
     # The new account works in a dialect at once.
     session = await rpc(trio, "user.login", {"username": world.username, "password": world.password})
     assert isinstance(session.get("result"), str), session
@@ -226,7 +237,9 @@ async def test_disable_a_user_and_every_credential_is_refused(page: Page, world:
     assert check.status == 200
 
     await page.goto(f"{world.base}/console/users?q={world.username}")
-    row = page.locator("table.users tbody tr", has_text=world.username)
+    row = page.locator("table.users tbody tr").filter(
+        has=page.get_by_role("link", name=world.username, exact=True)
+    )
     await row.locator("summary").click()
     await row.get_by_role("button", name="Disable").click()
     await page.get_by_text("Done.").wait_for()
