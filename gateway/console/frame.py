@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
@@ -124,7 +125,12 @@ def voucher_mask(code: str | None) -> str:
     return "•" * max(0, len(code) - 3) + code[-3:]
 
 
-FILTERS: dict[str, Callable[..., str]] = {"dt": when_text, "voucher_mask": voucher_mask}
+def path_part(value: str) -> str:
+    """A value as one segment of a URL's path (a slash in it included)."""
+    return quote(value, safe="")
+
+
+FILTERS: dict[str, Callable[..., str]] = {"dt": when_text, "voucher_mask": voucher_mask, "part": path_part}
 
 Page = Callable[[Ctx], Awaitable[web.StreamResponse]]
 

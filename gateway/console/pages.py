@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -117,7 +117,9 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
-def clean_query(request: web.Request, drop: tuple[str, ...] = ("done", "missed", "cursor", "lang")) -> str:
+def clean_query(
+    request: web.Request, drop: tuple[str, ...] = ("ok", "done", "missed", "cursor", "lang")
+) -> str:
     return urlencode([(k, v) for k, v in request.query.items() if k not in drop])
 
 
@@ -244,7 +246,7 @@ async def create_user(ctx: Ctx) -> web.StreamResponse:
     except TokenHubError as exc:
         return await users(ctx, error=_say(ctx, exc), status=_status(exc))
     if created.password is None:
-        raise back_to("users", f"q={created.user.username}", done=1)
+        raise back_to("users", urlencode({"q": created.user.username}), ok=1)
     return ctx.render(
         "secret.html",
         {"title": ctx.t("User created"), "user": created.user, "secret": created.password},
@@ -280,7 +282,7 @@ async def user_action(ctx: Ctx) -> web.StreamResponse:
             raise web.HTTPNotFound()
     except TokenHubError as exc:
         return await users(ctx, error=_say(ctx, exc), status=_status(exc))
-    raise back_to("users", back, done=1)
+    raise back_to("users", back, ok=1)
 
 
 async def tree(ctx: Ctx) -> web.StreamResponse:
@@ -374,7 +376,7 @@ async def create_app(ctx: Ctx) -> web.StreamResponse:
         )
     except TokenHubError as exc:
         return await apps(ctx, error=_say(ctx, exc), status=_status(exc))
-    raise web.HTTPSeeOther(f"{PREFIX}/apps/{made.app_id}?done=1")
+    raise web.HTTPSeeOther(f"{PREFIX}/apps/{quote(made.app_id, safe='')}?ok=1")
 
 
 async def app_page(ctx: Ctx, *, error: str | None = None, status: int = 200) -> web.StreamResponse:
@@ -397,7 +399,7 @@ async def update_app(ctx: Ctx) -> web.StreamResponse:
         await service.update_app(ctx.app, ctx.caller, app_id, model(AppUpdate, _app_fields(form)))
     except TokenHubError as exc:
         return await app_page(ctx, error=_say(ctx, exc), status=_status(exc))
-    raise web.HTTPSeeOther(f"{PREFIX}/apps/{app_id}?done=1")
+    raise web.HTTPSeeOther(f"{PREFIX}/apps/{quote(app_id, safe='')}?ok=1")
 
 
 # --- vouchers ---------------------------------------------------------------------------------------
@@ -431,7 +433,7 @@ async def vouchers(ctx: Ctx, *, error: str | None = None, status: int = 200) -> 
     except InvalidInput as exc:
         error, status = _say(ctx, exc), 400
     rows = [(ctx.seal_ref(v.token), voucher_mask(v.token), v) for v in listing or []]
-    query = clean_query(ctx.request, ("done", "missed", "offset", "lang"))
+    query = clean_query(ctx.request, ("ok", "done", "missed", "offset", "lang"))
     return ctx.render(
         "vouchers.html",
         {
@@ -443,7 +445,7 @@ async def vouchers(ctx: Ctx, *, error: str | None = None, status: int = 200) -> 
             "offset": offset,
             "page_size": VOUCHER_PAGE,
             "more": listing is not None and len(listing) == VOUCHER_PAGE,
-            "full_query": clean_query(ctx.request, ("done", "missed", "lang")),
+            "full_query": clean_query(ctx.request, ("ok", "done", "missed", "lang")),
         },
         status=status,
     )
@@ -554,6 +556,8 @@ def _status(exc: TokenHubError) -> int:
 
 def _outcome(ctx: Ctx) -> dict[str, int] | None:
     q = ctx.request.query
+    if "ok" in q:
+        return {"done": 0, "missed": 0}  # one thing done: "Done." says it all
     if "done" not in q:
         return None
     try:
@@ -578,8 +582,9 @@ def setup_pages(console: web.Application) -> None:
     r.add_post("/tokens", signed_in(tokens_bulk))
     r.add_get("/apps", signed_in(apps), name="apps")
     r.add_post("/apps", signed_in(create_app))
-    r.add_get("/apps/{app_id}", signed_in(app_page), name="app")
-    r.add_post("/apps/{app_id}", signed_in(update_app))
+    # An app id may hold any printable character, a slash included.
+    r.add_get("/apps/{app_id:.+}", signed_in(app_page), name="app")
+    r.add_post("/apps/{app_id:.+}", signed_in(update_app))
     r.add_get("/vouchers", signed_in(vouchers), name="vouchers")
     r.add_post("/vouchers", signed_in(create_vouchers))
     r.add_post("/vouchers/bulk", signed_in(vouchers_bulk))

@@ -173,7 +173,7 @@ async def test_an_apps_quota_usage_moves_after_tokens_make(page: Page, world: Wo
     await page.get_by_label("App id").fill(world.app_id)
     await page.get_by_label("Daily quota").fill("5")
     await page.get_by_role("button", name="Create").click()
-    await page.wait_for_url(re.compile(rf".*/console/apps/{world.app_id}\?done=1$"))
+    await page.wait_for_url(re.compile(rf".*/console/apps/{world.app_id}\?ok=1$"))
     assert await page.get_by_text("No use today.").count() == 1
     for _ in range(2):
         status, body = await tokens_make(trio, world.email, world.password, world.app_id)

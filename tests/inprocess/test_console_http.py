@@ -338,3 +338,16 @@ async def test_a_user_sees_what_its_role_may_see(trio: Trio) -> None:
     )
     assert refused.status == 403
     assert 'class="msg error"' in await refused.text()
+
+
+async def test_an_app_id_with_a_slash_and_spaces_has_its_page(trio: Trio) -> None:
+    csrf = await sign_in(trio)
+    app_id = f"team/app {secrets.token_hex(2)}"
+    made = await trio.gateway.post("/console/apps", data={"csrf": csrf, "app_id": app_id, "daily_quota": "7"})
+    assert made.status == 200
+    assert f"Apps: {app_id}" in await made.text()
+    edited = await trio.gateway.post(
+        made.url.path, data={"csrf": csrf, "daily_quota": "9", "access_ttl": "60", "refresh_ttl": "120"}
+    )
+    assert edited.status == 200
+    assert 'name="daily_quota" type="number" min="0" value="9"' in await edited.text()
