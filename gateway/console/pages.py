@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -107,7 +107,8 @@ def back_to(page: str, query: str | None, **outcome: int) -> web.HTTPSeeOther:
     """Back to a listing with its filters as they were, and what was done."""
     extra = urlencode(outcome)
     base = f"{PREFIX}/{page}"
-    kept = query if query and len(query) < 2000 and "#" not in query else ""
+    # The form's own copy of the listing's query, read and written again: only fields survive.
+    kept = urlencode([(k, v) for k, v in parse_qsl(query or "")[:20] if k not in ("ok", "done", "missed")])
     joined = "&".join(part for part in (kept, extra) if part)
     return web.HTTPSeeOther(f"{base}?{joined}" if joined else base)
 
@@ -130,14 +131,14 @@ async def signin_page(request: web.Request) -> web.StreamResponse:
     return _signin(request, None, 200)
 
 
-def _signin(request: web.Request, error: str | None, status: int) -> web.StreamResponse:
+def _signin(request: web.Request, error: str | None, status: int, username: str = "") -> web.StreamResponse:
     pre = request.cookies.get(security.PRESESSION_COOKIE) or security.new_presession()
     t = t_of(request)
     notice = t("Your session has ended. Sign in again.") if request.query.get("ended") else None
     response = render(
         request,
         "signin.html",
-        {"csrf": security.csrf_token(request, pre), "error": error, "notice": notice},
+        {"csrf": security.csrf_token(request, pre), "error": error, "notice": notice, "username": username},
         status,
     )
     security.set_cookie(request, response, security.PRESESSION_COOKIE, pre)
@@ -154,7 +155,7 @@ async def signin(request: web.Request) -> web.StreamResponse:
         token, _ = await service.sign_in(gateway_of(request), username, password, client_addr(request))
     except TokenHubError as exc:
         message = t("Wrong username or password.") if exc.status in (400, 401, 403) else error_text(exc, t)
-        return _signin(request, message, exc.status if 400 <= exc.status < 500 else 503)
+        return _signin(request, message, exc.status if 400 <= exc.status < 500 else 503, username[:255])
     response = see_other(f"{PREFIX}/")
     security.set_cookie(request, response, security.SESSION_COOKIE, token)
     security.clear_cookie(request, response, security.PRESESSION_COOKIE)
