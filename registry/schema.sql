@@ -109,6 +109,7 @@ CREATE INDEX tokens_zabbix_description_trgm_idx ON tokens USING gin (description
 CREATE INDEX tokens_created_idx ON tokens (created_at DESC, id DESC);
 CREATE INDEX tokens_owner_created_idx ON tokens (owner_id, created_at DESC, id DESC);
 CREATE INDEX tokens_kind_created_idx ON tokens (kind, created_at DESC, id DESC);
+CREATE INDEX tokens_wialon_name_trgm_idx ON tokens USING gin (name gin_trgm_ops) WHERE kind = 'wialon';
 
 -- 0006: a token's status as people read it, written once.
 CREATE FUNCTION token_status(t tokens) RETURNS text

@@ -10,6 +10,7 @@ the app registers and the authorization matrix test walks.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,21 +21,33 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from gateway.admin import service
 from gateway.admin.models import (
+    AppOut,
     AppUpdate,
+    AppUsageOut,
     AuditQuery,
+    AuditRow,
+    BulkResult,
+    CreatedUser,
     NewApp,
     NewPassword,
     NewUser,
     NewVouchers,
+    Page,
+    RevokedOut,
     RoleChange,
     SessionOut,
     SignIn,
+    SummaryOut,
     TokenIds,
     TokenQuery,
+    TokenRow,
+    TreeNode,
     UserOut,
     UserQuery,
     VoucherCodes,
+    VoucherOut,
     VoucherQuery,
+    VoucherResult,
 )
 from gateway.admin.service import Caller
 from gateway.dialects.common import client_addr
@@ -265,43 +278,157 @@ async def list_audit(request: web.Request, caller: Caller) -> web.Response:
 
 @dataclass(frozen=True)
 class Route:
+    """One admin endpoint, with what it takes and gives (the OpenAPI document is generated from
+    these: gateway/admin/openapi.py)."""
+
     method: str
     path: str  # below PREFIX
     handle: Callable[[web.Request], Awaitable[web.Response]]
     signed_in: bool
+    summary: str
+    reply: Any  # a model or a type such as list[AppOut]; None: no body (204)
+    status: int = 200
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
 
 
-def signed(method: str, path: str, handle: Handler) -> Route:
-    return Route(method, path, _signed_in(handle), signed_in=True)
+def signed(
+    method: str,
+    path: str,
+    handle: Handler,
+    summary: str,
+    reply: Any,
+    *,
+    status: int = 200,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+) -> Route:
+    return Route(method, path, _signed_in(handle), True, summary, reply, status, body, query)
 
+
+_USER = r"/users/{user_id:\d{1,19}}"
 
 ROUTES: tuple[Route, ...] = (
-    Route("POST", "/sessions", sign_in, signed_in=False),
+    Route(
+        "POST",
+        "/sessions",
+        sign_in,
+        False,
+        "Sign in: a session for `Authorization: Bearer`",
+        SessionOut,
+        201,
+        SignIn,
+    ),
     # Every other route needs a session.
-    signed("DELETE", "/sessions/current", sign_out),
-    signed("GET", "/summary", summary),
-    signed("GET", "/users", list_users),
-    signed("POST", "/users", create_user),
-    signed("GET", "/users/tree", user_tree),
-    signed("GET", r"/users/{user_id:\d{1,19}}", get_user),
-    signed("PUT", r"/users/{user_id:\d{1,19}}/role", set_role),
-    signed("POST", r"/users/{user_id:\d{1,19}}/disable", disable_user),
-    signed("POST", r"/users/{user_id:\d{1,19}}/enable", enable_user),
-    signed("POST", r"/users/{user_id:\d{1,19}}/revoke", revoke_user),
-    signed("POST", r"/users/{user_id:\d{1,19}}/password", reset_password),
-    signed("GET", "/tokens", list_tokens),
-    signed("POST", "/tokens/revoke", revoke_tokens),
-    signed("POST", "/tokens/delete", delete_tokens),
-    signed("GET", "/apps", list_apps),
-    signed("POST", "/apps", create_app),
-    signed("PATCH", "/apps/{app_id}", update_app),
-    signed("GET", "/apps/{app_id}/usage", app_usage),
-    signed("GET", "/vouchers", list_vouchers),
-    signed("POST", "/vouchers", create_vouchers),
-    signed("POST", "/vouchers/annul", annul_vouchers),
-    signed("POST", "/vouchers/delete", delete_vouchers),
-    signed("GET", "/audit", list_audit),
+    signed(
+        "DELETE",
+        "/sessions/current",
+        sign_out,
+        "Sign out: the session ends for every gateway",
+        None,
+        status=204,
+    ),
+    signed(
+        "GET", "/summary", summary, "Counts per kind and status, the last 24 hours, the sweeper", SummaryOut
+    ),
+    signed(
+        "GET",
+        "/users",
+        list_users,
+        "Users the caller reaches, by id, keyset-paged",
+        Page[UserOut],
+        query=UserQuery,
+    ),
+    signed(
+        "POST",
+        "/users",
+        create_user,
+        "Create a user (a generated password is shown once)",
+        CreatedUser,
+        status=201,
+        body=NewUser,
+    ),
+    signed(
+        "GET", "/users/tree", user_tree, "The users the caller reaches as a tree by parent", list[TreeNode]
+    ),
+    signed("GET", _USER, get_user, "One user", UserOut),
+    signed("PUT", _USER + "/role", set_role, "Change a user's role", UserOut, body=RoleChange),
+    signed("POST", _USER + "/disable", disable_user, "Disable: every credential refused at once", UserOut),
+    signed("POST", _USER + "/enable", enable_user, "Enable a disabled user", UserOut),
+    signed(
+        "POST",
+        _USER + "/revoke",
+        revoke_user,
+        "End every session, pair and long-lived credential",
+        RevokedOut,
+    ),
+    signed("POST", _USER + "/password", reset_password, "A new generated password, shown once", NewPassword),
+    signed(
+        "GET",
+        "/tokens",
+        list_tokens,
+        "Tokens of every kind, newest first, keyset-paged",
+        Page[TokenRow],
+        query=TokenQuery,
+    ),
+    signed("POST", "/tokens/revoke", revoke_tokens, "Revoke up to 100 tokens", BulkResult, body=TokenIds),
+    signed("POST", "/tokens/delete", delete_tokens, "Delete up to 100 tokens", BulkResult, body=TokenIds),
+    signed("GET", "/apps", list_apps, "Every app", list[AppOut]),
+    signed("POST", "/apps", create_app, "Create an app (super_admin)", AppOut, status=201, body=NewApp),
+    signed(
+        "PATCH",
+        "/apps/{app_id}",
+        update_app,
+        "Change an app's quota, lifetimes or name (super_admin)",
+        AppOut,
+        body=AppUpdate,
+    ),
+    signed("GET", "/apps/{app_id}/usage", app_usage, "Today's tokens.make use per account", AppUsageOut),
+    signed(
+        "GET",
+        "/vouchers",
+        list_vouchers,
+        "Vouchers, filtered as gettokens does",
+        list[VoucherOut],
+        query=VoucherQuery,
+    ),
+    signed(
+        "POST",
+        "/vouchers",
+        create_vouchers,
+        "Create up to 100 vouchers (codes shown once)",
+        list[VoucherOut],
+        status=201,
+        body=NewVouchers,
+    ),
+    signed("POST", "/vouchers/annul", annul_vouchers, "Annul vouchers", VoucherResult, body=VoucherCodes),
+    signed("POST", "/vouchers/delete", delete_vouchers, "Delete vouchers", VoucherResult, body=VoucherCodes),
+    signed(
+        "GET",
+        "/audit",
+        list_audit,
+        "The audit log, newest first, keyset-paged",
+        Page[AuditRow],
+        query=AuditQuery,
+    ),
 )
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    """The regular expression of a route's path, for telling which methods a path takes."""
+    # A variable is {name} or {name:rule}, where the rule may hold {m,n} of its own.
+    parts = re.split(r"(\{\w+(?::(?:[^{}]|\{[^{}]*\})+)?\})", PREFIX + path)
+    out = []
+    for part in parts:
+        if part.startswith("{"):
+            _, _, rule = part[1:-1].partition(":")
+            out.append(f"(?:{rule or '[^/]+'})")
+        else:
+            out.append(re.escape(part))
+    return re.compile("".join(out))
+
+
+_PATTERNS = [(_pattern(r.path), r.method) for r in ROUTES]
 
 
 def setup_admin_routes(app: web.Application) -> None:
@@ -312,7 +439,10 @@ def setup_admin_routes(app: web.Application) -> None:
 
 
 async def _no_such_endpoint(request: web.Request) -> web.Response:
+    allowed = sorted({method for pattern, method in _PATTERNS if pattern.fullmatch(request.path)})
+    if allowed:
+        return _error(405, "method_not_allowed", "method not allowed", {"Allow": ", ".join(allowed)})
     return _error(404, "not_found", f"no endpoint {request.method} {request.path}")
 
 
-__all__ = ["PREFIX", "ROUTES", "UserOut", "setup_admin_routes"]
+__all__ = ["PREFIX", "ROUTES", "Route", "setup_admin_routes"]

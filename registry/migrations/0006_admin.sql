@@ -45,6 +45,9 @@ $$;
 CREATE INDEX tokens_created_idx ON tokens (created_at DESC, id DESC);
 CREATE INDEX tokens_owner_created_idx ON tokens (owner_id, created_at DESC, id DESC);
 CREATE INDEX tokens_kind_created_idx ON tokens (kind, created_at DESC, id DESC);
+-- The listing's name search over every kind that has a name: Zabbix's trigram index (0003) and
+-- this one for Wialon's app names, OR-ed (a voucher's name is its sealed code: never searched).
+CREATE INDEX tokens_wialon_name_trgm_idx ON tokens USING gin (name gin_trgm_ops) WHERE kind = 'wialon';
 
 -- Newest first with a tiebreak for keyset paging; by event (the failed logins of the last day).
 DROP INDEX audit_log_at_idx;

@@ -241,3 +241,8 @@ async def test_bad_input_is_a_json_4xx(trio: Trio) -> None:
     assert (await response.json())["error"]["code"] == "bad_json"
     status, _ = await call(trio, "POST", "/users", world.admin.token, json={"username": world.user.username})
     assert status == 409
+    response = await trio.gateway.request("DELETE", f"/admin/v1/users/{world.user.id}")
+    assert response.status == 405
+    assert response.headers["Allow"] == "GET"
+    assert (await response.json())["error"]["code"] == "method_not_allowed"
+    assert (await call(trio, "GET", "/nothing/here", token))[0] == 404

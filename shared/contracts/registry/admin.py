@@ -218,7 +218,7 @@ class Hour(Reply):
 class Summary(Reply):
     counts: list[StatusCount]
     hourly: list[Hour]  # the last 24 hours' buckets that have anything, oldest first
-    counted_at: datetime  # when the counts were taken (a super_admin's are cached a few seconds)
+    counted_at: datetime  # when the counts were taken (a summary is reused for a few seconds)
 
 
 # Errors (every one): forbidden (the actor is not an active admin-capable user), not_found.
