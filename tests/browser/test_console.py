@@ -10,6 +10,7 @@ skips and says so."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import time
@@ -113,6 +114,15 @@ async def tokens_make(trio: Trio, email: str, password: str, app_id: str) -> tup
         "/v1/tokens", json={"email": email, "password": password, "appId": app_id}
     )
     return response.status, await response.json()
+
+
+async def wialon(trio: Trio, svc: str, params: dict[str, Any], sid: str | None = None) -> dict[str, Any]:
+    fields = {"svc": svc, "params": json.dumps(params)}
+    if sid is not None:
+        fields["sid"] = sid
+    response = await trio.gateway.post("/wialon/ajax.html", data=fields)
+    reply: dict[str, Any] = await response.json(content_type=None)
+    return reply
 
 
 async def refused_soon(check: Any, timeout: float = 3.0) -> None:
@@ -235,6 +245,12 @@ async def test_disable_a_user_and_every_credential_is_refused(page: Page, world:
     assert "result" in await rpc(trio, "token.get", {"countOutput": True}, api_token)
     check = await trio.gateway.get("/v1/tokens/check", headers={"Authorization": world.access})
     assert check.status == 200
+    wialon_sid = (await wialon(trio, "core/login", {"user": world.username, "password": world.password}))[
+        "eid"
+    ]
+    create = {"callMode": "create", "app": "desk", "at": 0, "dur": 0, "fl": -1, "p": "{}"}
+    wialon_token = (await wialon(trio, "token/update", create, wialon_sid))["h"]
+    assert "eid" in await wialon(trio, "token/login", {"token": wialon_token})
 
     await page.goto(f"{world.base}/console/users?q={world.username}")
     row = page.locator("table.users tbody tr").filter(
@@ -252,6 +268,8 @@ async def test_disable_a_user_and_every_credential_is_refused(page: Page, world:
         refresh = await trio.gateway.post("/v1/tokens/refresh", headers={"Refresh": world.refresh})
         login = await rpc(trio, "user.login", {"username": world.username, "password": world.password})
         status, _ = await tokens_make(trio, world.email, world.password, world.app_id)
+        wialon_session = await wialon(trio, "token/list", {}, wialon_sid)
+        wialon_login = await wialon(trio, "token/login", {"token": wialon_token})
         return (
             "error" in zabbix_session
             and "error" in zabbix_token
@@ -259,6 +277,8 @@ async def test_disable_a_user_and_every_credential_is_refused(page: Page, world:
             and refresh.status == 401
             and "error" in login
             and status == 401
+            and wialon_session.get("error") == 1
+            and wialon_login.get("error") == 7
         )
 
     await refused_soon(all_refused)
