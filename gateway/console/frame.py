@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
 import jinja2
@@ -98,8 +98,19 @@ def render(
     request: web.Request, template: str, context: Mapping[str, Any], status: int = 200
 ) -> web.Response:
     lang = lang_of(request)
+    # The switch keeps the page's own query; a page answering a POST (a secret shown once) has none.
+    switch = (
+        {
+            code: "?"
+            + urlencode([*((k, v) for k, v in request.query.items() if k != "lang"), ("lang", code)])
+            for code in LANGS
+        }
+        if request.method == "GET"
+        else {}
+    )
     full = {
         "lang": lang,
+        "switch": switch,
         "t": translator(lang),
         "path": request.path,
         "request": request,

@@ -137,6 +137,7 @@ RU: dict[str, str] = {
     "Revoke selected": "Отозвать выбранные",
     "Delete selected": "Удалить выбранные",
     "Owner id": "ID владельца",
+    "Expires before": "Истекает до",
     "pending": "ожидает",
     "expired": "истёк",
     "used": "использован",

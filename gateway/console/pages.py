@@ -300,6 +300,7 @@ async def tokens(ctx: Ctx, *, error: str | None = None, status: int = 200) -> we
         "status": text(q, "status"),
         "q": text(q, "q"),
         "owner_id": text(q, "owner_id"),
+        "expires_before": text(q, "expires_before"),
     }
     page = None
     try:
@@ -311,7 +312,7 @@ async def tokens(ctx: Ctx, *, error: str | None = None, status: int = 200) -> we
                 {
                     **filters,
                     "owner_id": number(filters["owner_id"]),
-                    "expires_before": when(text(q, "expires_before")),
+                    "expires_before": when(filters["expires_before"]),
                     "cursor": text(q, "cursor"),
                 },
             ),

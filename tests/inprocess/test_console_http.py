@@ -154,6 +154,11 @@ async def test_every_page_answers_with_the_headers_and_no_inline_script(trio: Tr
         assert " onclick=" not in html, path
     overview = await (await trio.gateway.get("/console/")).text()
     assert '<svg class="th-chart"' in overview
+    # The language switch keeps the page's filters.
+    tokens = await (
+        await trio.gateway.get("/console/tokens?kind=zabbix&expires_before=2030-01-01T00:00")
+    ).text()
+    assert 'href="?kind=zabbix&amp;expires_before=2030-01-01T00%3A00&amp;lang=ru"' in tokens
 
 
 async def test_a_signed_in_form_without_its_csrf_token_is_refused(trio: Trio) -> None:
