@@ -257,5 +257,12 @@ def console_app(gateway: web.Application) -> web.Application:
     return console
 
 
+async def to_console(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently(f"{PREFIX}/")
+
+
 def setup_console(app: web.Application) -> None:
+    # `/console` without its slash is the console too (before the sub-application, which would
+    # take the path and find nothing in it).
+    app.router.add_get(PREFIX, to_console)
     app.add_subapp(PREFIX, console_app(app))

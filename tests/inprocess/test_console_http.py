@@ -60,6 +60,9 @@ async def test_static_assets_carry_the_headers_too(trio: Trio) -> None:
 
 
 async def test_a_signed_out_visitor_is_sent_to_sign_in(trio: Trio) -> None:
+    bare = await trio.gateway.get("/console", allow_redirects=False)
+    assert bare.status == 301
+    assert bare.headers["Location"] == "/console/"
     response = await trio.gateway.get("/console/tokens", allow_redirects=False)
     assert response.status == 303
     assert response.headers["Location"] == "/console/signin"
