@@ -92,6 +92,9 @@ async def screenshot(page: Page, name: str) -> None:
             # No horizontal scroll at phone width: the page fits (tables scroll inside themselves).
             if width == 390:
                 assert rgb.width <= 390 + 1, f"{path} is {rgb.width} px wide"
+    # Readable at 320 px, the narrowest phone: nothing wider than the screen (tables scroll inside).
+    await page.set_viewport_size({"width": 320, "height": 640})
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 320, f"{name} overflows 320 px"
     await page.set_viewport_size({"width": 1280, "height": 900})
 
 
