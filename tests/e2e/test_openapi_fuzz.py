@@ -1,4 +1,5 @@
-"""The ChatApp REST endpoints against their OpenAPI document, docs/openapi.yaml (issue 9, "Bad input").
+"""The ChatApp REST endpoints and the admin API against their OpenAPI document, docs/openapi.yaml
+(issue 9, "Bad input"; issue 17 for the admin part).
 
 schemathesis generates requests from the document, valid ones and ones that break it on purpose,
 and sends them to the real gateway, issuer and registry. Every answer must be one the document
@@ -14,6 +15,7 @@ even when the refused request carries a valid token or valid credentials.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +208,9 @@ def assert_envelope(case: Case[Any], response: schemathesis.Response) -> None:
 
 # --- schemathesis over the document ----------------------------------------------------------------
 
-SCHEMA = schemathesis.openapi.from_path(DOCUMENT, config=schemathesis.Config.from_str(SCHEMATHESIS_CONFIG))
+SCHEMA = schemathesis.openapi.from_path(
+    DOCUMENT, config=schemathesis.Config.from_str(SCHEMATHESIS_CONFIG)
+).exclude(path_regex="^/admin/")
 
 
 @SCHEMA.parametrize()
@@ -216,6 +220,97 @@ def test_every_answer_is_one_the_document_describes(
     watch = LogWatch(api)
     response = case.call_and_validate(base_url=api.gateway_url, session=fuzz_http, checks=CHECKS)
     assert_envelope(case, response)
+    assert watch.surprises() == []
+
+
+# --- the admin API ----------------------------------------------------------------------------------
+
+# Few per operation: 24 operations, each also gets schemathesis's coverage cases, and the file must
+# stay fast on two shared cores (issue 17: at most about 20 s for this part).
+ADMIN_MAX_EXAMPLES = 4
+ADMIN_SCHEMA = schemathesis.openapi.from_path(
+    DOCUMENT,
+    config=schemathesis.Config.from_str(
+        SCHEMATHESIS_CONFIG.replace(f"max-examples = {MAX_EXAMPLES}", f"max-examples = {ADMIN_MAX_EXAMPLES}")
+    ),
+).include(path_regex="^/admin/")
+ADMIN_PASSWORD_FOR_FUZZ = "fuzz-admin-password-1"
+
+
+@dataclass
+class AdminSession:
+    """An `admin` of the fuzzing's own, with one user below it: what it reaches is its own small
+    world, so random ids and bulk actions never touch another test's accounts (a super_admin's
+    would). Signs in again when a generated call (a revocation of itself) ends its session."""
+
+    base: str
+    username: str
+    token: str = ""
+    user_id: int = 0
+    below_id: int = 0
+
+    def refresh(self, http: requests.Session) -> None:
+        reply = http.post(
+            self.base + "/admin/v1/sessions",
+            json={"username": self.username, "password": ADMIN_PASSWORD_FOR_FUZZ},
+        )
+        assert reply.status_code == 201, reply.text
+        self.token = reply.json()["session"]
+        self.user_id = reply.json()["user"]["id"]
+
+
+@pytest.fixture(scope="module")
+def admin_session(api: Cluster, environment: dict[str, str], fuzz_http: requests.Session) -> AdminSession:
+    name = f"fuzz-admin-{secrets.token_hex(3)}"
+    for args in (
+        ["users", "add", name, "--role", "admin"],
+        ["users", "add", f"{name}-u", "--role", "user", "--parent", name],
+    ):
+        result = run_cli([*args, "--password-stdin"], environment, ADMIN_PASSWORD_FOR_FUZZ)
+        assert result.returncode == 0, result.stderr
+    session = AdminSession(api.gateway_url, name)
+    session.refresh(fuzz_http)
+    session.below_id = int(result.stdout.strip())
+    return session
+
+
+def assert_admin_envelope(case: Case[Any], response: schemathesis.Response) -> None:
+    """What every admin answer has: JSON, `{"error": {"code", "message"}}` for a refusal, the 204
+    of sign-out without a body; no 5xx, no traceback."""
+    assert response.status_code < 500, response.text
+    assert "Traceback" not in response.text
+    if response.status_code == 204:
+        assert response.content in (b"", None)
+        return
+    assert response.headers["content-type"][0].startswith("application/json")
+    body = orjson.loads(response.content or b"")
+    if response.status_code >= 400:
+        assert set(body) == {"error"}
+        assert set(body["error"]) == {"code", "message"}
+    if response.status_code == 405:
+        assert response.headers["allow"][0]
+
+
+@ADMIN_SCHEMA.parametrize()
+def test_every_admin_answer_is_one_the_document_describes(
+    case: Case[Any], api: Cluster, fuzz_http: requests.Session, admin_session: AdminSession
+) -> None:
+    watch = LogWatch(api)
+    if (
+        fuzz_http.get(
+            api.gateway_url + "/admin/v1/summary", headers={"Authorization": f"Bearer {admin_session.token}"}
+        ).status_code
+        == 401
+    ):
+        admin_session.refresh(fuzz_http)
+    if case.path_parameters and str(case.path_parameters.get("user_id")) == str(admin_session.user_id):
+        # Its own password would end the fuzzing's session for good: its user's instead.
+        case.path_parameters["user_id"] = str(admin_session.below_id)
+    headers = {"Authorization": f"Bearer {admin_session.token}"}
+    response = case.call_and_validate(
+        base_url=api.gateway_url, session=fuzz_http, checks=CHECKS, headers=headers
+    )
+    assert_admin_envelope(case, response)
     assert watch.surprises() == []
 
 
