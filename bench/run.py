@@ -14,9 +14,6 @@ measures with one load generator, wrk on one thread (bench/loadgen.py):
     zabbix_get_by_id      token.get by tokenids, authenticated with an API token
     zabbix_search_name    token.get with a search on name (limit 100)
     hotspot_gettokens     gettokens with two filters and limit 100
-    console_overview      the console's overview page (/console/) for Admin, a super_admin: counts over
-                          every token and the last 24 hours, the chart drawn on the server
-    console_tokens        the console's token listing (/console/tokens): the newest 50 of every kind
     hotspot_createtokens_10000  createtokens of 10,000 vouchers, one call at a time
     tokens_refresh        tokens.refresh, rotating a pool of refresh tokens
     tokens_check_workers1, zabbix_get_by_id_workers1, tokens_check_workers2,
@@ -29,6 +26,15 @@ measures with one load generator, wrk on one thread (bench/loadgen.py):
                           (six redis-server processes, TOKENHUB_REDIS_CLUSTER=true), same run
     sweeper_delete        `python -m sweeper --once` deleting every idle token (rows/s), while the
                           gateway serves token.get by id (p99 beside the same load without a sweep)
+    admin_summary, admin_summary_scoped, admin_tokens_first, admin_tokens_deep, admin_tokens_scoped
+                          the admin API (issue 17): the overview's summary as the super admin and as
+                          an admin owning 400,000 vouchers, and the token listing's first page, a
+                          page half a million rows deep (keyset cursor), and the admin's first page
+    console_overview      the console's overview page (/console/) for Admin, a super_admin: counts over
+                          every token and the last 24 hours, the chart drawn on the server
+    console_tokens        the console's token listing (/console/tokens): the newest 50 of every kind
+
+`--only admin` seeds the same database and runs just the admin and console rows (about two minutes).
 
 CPU per request is counted per process group: each service (with its workers), Postgres (the
 server's processes and this run's database's backends), Redis, wrk. Prints a table, the machine's
@@ -75,6 +81,7 @@ from bench.loadgen import (
     run_wrk,
     script,
 )
+from gateway.admin.service import encode_cursor
 from shared.secrets import Sealer
 from shared.settings import DEV_PEPPER, DEV_SEAL_KEY, Service
 from tests.conftest import (
@@ -117,6 +124,7 @@ class World:
     operator_key: str
     email: str
     app_id: str
+    deep_cursor: str  # the token listing's cursor half-way down every token
 
 
 # --- set-up ----------------------------------------------------------------------------------------
@@ -143,7 +151,9 @@ async def seed_database(dsn: str, env: dict[str, str], size: Size) -> World:
         stdin=PASSWORD,
     )
     cli(env, "apps", "add", "bench-app", "--daily-quota", "1000000")
-    operator_id = int(cli(env, "users", "add", "bench-operator", "--role", "admin"))
+    operator_id = int(
+        cli(env, "users", "add", "bench-operator", "--role", "admin", "--password-stdin", stdin=PASSWORD)
+    )
     operator_key = cli(env, "users", "api-key", "bench-operator")
     conn = await asyncpg.connect(dsn, command_timeout=1800)
     try:
@@ -159,6 +169,12 @@ async def seed_database(dsn: str, env: dict[str, str], size: Size) -> World:
         if not size.zabbix:  # a vouchers-only run still measures token.get, over the live tokens
             zabbix_ids = live_ids
         api_secret = await seed.api_token(conn, DEV_PEPPER)
+        half = await conn.fetchrow(
+            "SELECT created_at, id FROM tokens ORDER BY created_at DESC, id DESC OFFSET $1 LIMIT 1",
+            (size.zabbix + size.vouchers + LIVE) // 2,
+        )
+        assert half is not None
+        deep_cursor = encode_cursor(half["created_at"], half["id"])
         started = time.perf_counter()
         await conn.execute("VACUUM ANALYZE tokens")
         # Flushed now, so the checkpoint's writes do not land inside a measurement.
@@ -166,7 +182,7 @@ async def seed_database(dsn: str, env: dict[str, str], size: Size) -> World:
         seed.timed("VACUUM ANALYZE and CHECKPOINT", started)
     finally:
         await conn.close()
-    return World(zabbix_ids, live_ids, api_secret, operator_key, email, "bench-app")
+    return World(zabbix_ids, live_ids, api_secret, operator_key, email, "bench-app", deep_cursor)
 
 
 def start_hello(*extra: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -289,6 +305,32 @@ def console(run: Callable[..., Result], gateway: str) -> list[Result]:
     ]
 
 
+def admin_session(gateway: str, username: str, password: str) -> dict[str, str]:
+    reply = post_json(gateway + "/admin/v1/sessions", {"username": username, "password": password})
+    return {"Authorization": "Bearer " + reply["session"]}
+
+
+def admin_scenarios(gateway: str, world: World, run: Callable[..., Result]) -> list[Result]:
+    """The admin API's overview and token listing (issue 17: < 100 ms p50 at 1,000,000 tokens)."""
+    root = admin_session(gateway, "Admin", ADMIN_PASSWORD)
+    operator = admin_session(gateway, "bench-operator", PASSWORD)
+    page = "/admin/v1/tokens?limit=50"
+    listed = '"items":[{'
+    return [
+        run(name="admin_summary", scenario=Scenario("/admin/v1/summary", headers=root, expect='"tokens":[{')),
+        run(
+            name="admin_summary_scoped",
+            scenario=Scenario("/admin/v1/summary", headers=operator, expect='"tokens":[{'),
+        ),
+        run(name="admin_tokens_first", scenario=Scenario(page, headers=root, expect=listed)),
+        run(
+            name="admin_tokens_deep",
+            scenario=Scenario(f"{page}&cursor={world.deep_cursor}", headers=root, expect=listed),
+        ),
+        run(name="admin_tokens_scoped", scenario=Scenario(page, headers=operator, expect=listed)),
+    ]
+
+
 # --- the run ---------------------------------------------------------------------------------------
 
 
@@ -400,13 +442,14 @@ def scenarios(
         run(name="zabbix_get_by_id", scenario=by_id(world.api_secret, world.zabbix_ids)),
         run(name="zabbix_search_name", scenario=search_name(world.api_secret)),
         run(name="hotspot_gettokens", scenario=hotspot(world.operator_key, "gettokens", LISTING, 100)),
-        *console(run, gateway),
     ]
     # Its own pool for the warm-up: a refresh token rotated there cannot be used again here.
     warm = tokens_refresh(gateway, world, 2 * concurrency)
     run_wrk(gateway, script(warm, size.max_requests), connections=concurrency, seconds=WARMUP_SECONDS)
     refresh = tokens_refresh(gateway, world, 2 * concurrency)
     results.append(run(name="tokens_refresh", scenario=refresh, warmup=False))
+    results += admin_scenarios(gateway, world, run)
+    results += console(run, gateway)
     # The ceiling once more: the higher of the two hello-world runs is the machine's.
     results.append(hello(name="hello_again", scenario=HELLO))
     # One call at a time, a few times: each makes 10,000 vouchers in one transaction.
@@ -581,16 +624,25 @@ def report(
     return out
 
 
+ADMIN_ROWS = (
+    "admin_summary",
+    "admin_summary_scoped",
+    "admin_tokens_first",
+    "admin_tokens_deep",
+    "admin_tokens_scoped",
+    "console_overview",
+    "console_tokens",
+)
+
 # Issue 8's goals on a 2-core machine: (figure, test, the goal as written).
 GOALS: list[tuple[str, Callable[[dict[str, Any]], bool], str]] = [
     ("tokens_check", lambda o: o["tokens_check"]["ratio"] >= 0.7, "ratio to hello >= 0.7"),
     ("zabbix_get_by_id", lambda o: o["zabbix_get_by_id"]["ratio"] >= 0.25, "ratio to hello >= 0.25"),
     ("zabbix_search_name", lambda o: o["zabbix_search_name"]["p50_ms"] <= 25, "p50 <= 25 ms"),
     ("hotspot_gettokens", lambda o: o["hotspot_gettokens"]["p50_ms"] <= 20, "p50 <= 20 ms"),
-    # Issue 17's: the console's overview and token listing over 1,000,000 tokens.
-    ("console_overview", lambda o: o["console_overview"]["p50_ms"] < 100, "p50 < 100 ms"),
-    ("console_tokens", lambda o: o["console_tokens"]["p50_ms"] < 100, "p50 < 100 ms"),
     ("sweeper_delete", lambda o: o["sweeper_delete"]["rows_per_s"] >= 10_000, ">= 10,000 rows/s"),
+    # Issue 17's goal: the overview and the token listing at 1,000,000 tokens.
+    *((name, lambda o, name=name: o[name]["p50_ms"] < 100, "p50 < 100 ms") for name in ADMIN_ROWS),
     ("peak_rss_mb", lambda o: max(o["peak_rss_mb"].values()) <= 150, "every service <= 150 MB"),
 ]
 
@@ -687,6 +739,9 @@ def main() -> None:
     parser.add_argument(
         "--output", type=Path, default=RESULTS, help=f"where the JSON goes (default {RESULTS})"
     )
+    parser.add_argument(
+        "--only", choices=["admin"], help="run only these rows (printed, not written to the JSON)"
+    )
     args = parser.parse_args()
     size = QUICK if args.quick else FULL
     size = Size(
@@ -724,6 +779,13 @@ def main() -> None:
                     pids |= {str(name): s.proc.pid for name, s in cluster.services.items() if s.proc}
                     return cpu_by_group(pids, database)
 
+                if args.only == "admin":
+                    run = runner(size, args.concurrency, gateway, probe)
+                    only = admin_scenarios(gateway, world, run) + console(run, gateway)
+                    for r in only:
+                        figures = f"p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, {r.rps:,.0f}/s"
+                        print(f"{r.name}: {figures}, errors {r.errors}")
+                    return
                 results = scenarios(gateway, hello_url, hop_url, world, size, args.concurrency, probe)
                 rss: dict[str, float] = {}
                 results += scale_phase(cluster, world, size, args.concurrency, probe, rss)

@@ -96,7 +96,7 @@ async def _body(request: web.Request, model: type[M]) -> M:
     if not isinstance(data, dict):
         raise _Refusal(400, "bad_json", "the body must be a JSON object")
     try:
-        return model.model_validate(data)
+        return model.model_validate_json(raw or b"{}")
     except ValidationError as exc:
         raise _invalid(exc) from exc
 
@@ -144,6 +144,9 @@ def _guarded(
             return _error(exc.status, exc.code, exc.message)
         except Throttled as exc:
             return _error(429, exc.code, exc.message, {"Retry-After": str(max(1, exc.retry_after))})
+        except ValidationError as exc:
+            # A value the public model let through and an internal request's model did not.
+            return _error(422, "invalid_input", str(_invalid(exc)))
         except TokenHubError as exc:
             status = exc.status if exc.status in {400, 401, 403, 404, 409, 410, 422, 429, 503} else 503
             code = "invalid_input" if exc.status == 400 else exc.code

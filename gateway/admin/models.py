@@ -7,10 +7,11 @@ Requests refuse unknown fields (a typo is an error, not a no-op); replies are pl
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 Role = Literal["super_admin", "admin", "user", "guest"]
 UserStatus = Literal["active", "disabled"]
@@ -32,12 +33,32 @@ Password = Annotated[str, Field(min_length=1, max_length=255)]
 Search = Annotated[str, Field(min_length=1, max_length=100)]
 VoucherCode = Annotated[str, Field(pattern=r"^[0-9]{10}$")]
 AppId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# A voucher's u_id: printable text, compared exactly (the hotspot dialect's rule).
+ExternalRef = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")]
 EventName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 Seconds = Annotated[int, Field(ge=1, le=2**31 - 1)]
 
 
+def _iso_8601(value: object) -> object:
+    """Only the written form: pydantic would also read a number as unix seconds."""
+    if not isinstance(value, datetime) and not (isinstance(value, str) and _ISO_DATE.match(value)):
+        raise ValueError("an ISO 8601 date and time with its zone is expected, e.g. 2026-12-07T20:00:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]")
+# A moment in a filter: ISO 8601 with a zone (a time without one would be read in some zone).
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
+
+
 class Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Body(Request):
+    """A JSON body: strict, so `false` is no number and `"5"` no count (JSON has real types)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Out(BaseModel):
@@ -55,7 +76,7 @@ class Page(Out, Generic[T]):
 # --- sessions -------------------------------------------------------------------------------------
 
 
-class SignIn(Request):
+class SignIn(Body):
     username: Annotated[str, Field(min_length=1, max_length=255)]
     password: Annotated[str, Field(min_length=1, max_length=255)]
 
@@ -86,7 +107,7 @@ class UserQuery(Request):
     limit: Limit = DEFAULT_PAGE
 
 
-class NewUser(Request):
+class NewUser(Body):
     username: Username
     role: Role = "user"
     email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] | None = None
@@ -101,7 +122,7 @@ class CreatedUser(Out):
     password: str | None  # the generated password, shown once; None when the caller chose it
 
 
-class RoleChange(Request):
+class RoleChange(Body):
     role: Role
 
 
@@ -132,12 +153,12 @@ class TokenQuery(Request):
     owner_id: Id | None = None
     q: Search | None = None  # case-insensitive substring of the name (Zabbix name, Wialon app)
     status: TokenStatus | None = None
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
-    expires_after: AwareDatetime | None = None
-    expires_before: AwareDatetime | None = None
-    used_after: AwareDatetime | None = None
-    used_before: AwareDatetime | None = None
+    created_after: Moment | None = None
+    created_before: Moment | None = None
+    expires_after: Moment | None = None
+    expires_before: Moment | None = None
+    used_after: Moment | None = None
+    used_before: Moment | None = None
     cursor: Cursor | None = None
     limit: Limit = DEFAULT_PAGE
 
@@ -154,7 +175,7 @@ class TokenRow(Out):
     expires_at: datetime | None
 
 
-class TokenIds(Request):
+class TokenIds(Body):
     ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_BULK)]
 
 
@@ -174,7 +195,7 @@ class AppOut(Out):
     refresh_ttl: int
 
 
-class NewApp(Request):
+class NewApp(Body):
     app_id: AppId
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     daily_quota: Annotated[int, Field(ge=0, le=10_000_000)] = 100
@@ -182,7 +203,7 @@ class NewApp(Request):
     refresh_ttl: Seconds = 1_209_600
 
 
-class AppUpdate(Request):
+class AppUpdate(Body):
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     daily_quota: Annotated[int, Field(ge=0, le=10_000_000)] | None = None
     access_ttl: Seconds | None = None
@@ -215,7 +236,7 @@ class VoucherQuery(Request):
     multiple: bool | None = None
     validity: bool | None = None
     token: VoucherCode | None = None
-    u_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    u_id: ExternalRef | None = None
     limit: Limit = DEFAULT_PAGE
     offset: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
 
@@ -233,14 +254,14 @@ class VoucherOut(Out):
     u_id: str | None
 
 
-class NewVouchers(Request):
+class NewVouchers(Body):
     count: Annotated[int, Field(ge=1, le=MAX_VOUCHER_BATCH)]
     multiple: bool = False
     lifetime: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
-    u_id: Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[^\x00-\x1f\x7f]+$")] | None = None
+    u_id: ExternalRef | None = None
 
 
-class VoucherCodes(Request):
+class VoucherCodes(Body):
     codes: Annotated[list[VoucherCode], Field(min_length=1, max_length=MAX_BULK)]
 
 
@@ -255,8 +276,8 @@ class VoucherResult(Out):
 class AuditQuery(Request):
     user_id: Id | None = None  # events by or about this user
     event: EventName | None = None
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: Moment | None = None
+    until: Moment | None = None
     cursor: Cursor | None = None
     limit: Limit = DEFAULT_PAGE
 
