@@ -303,7 +303,7 @@ async def test_create_twenty_vouchers_and_open_the_print_sheet(page: Page, world
     await page.emulate_media(media="print")
     assert not await page.locator("header.top").is_visible()
     assert await page.locator("ol.sheet").is_visible()
-    pdf = await page.pdf(format="A4")
+    pdf = await page.pdf(path=str(SCREENSHOTS / "voucher-sheet.pdf"), format="A4")
     assert pdf.startswith(b"%PDF")
     await page.emulate_media(media="screen")
     await page.goto(f"{world.base}/console/vouchers")
