@@ -301,6 +301,8 @@ async def test_create_twenty_vouchers_and_open_the_print_sheet(page: Page, world
     await screenshot(page, "voucher-sheet")
     # In print, the console's frame goes and the sheet stays.
     await page.emulate_media(media="print")
+    await page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
+    await page.screenshot(path=str(SCREENSHOTS / "voucher-sheet-print.png"))
     assert not await page.locator("header.top").is_visible()
     assert await page.locator("ol.sheet").is_visible()
     pdf = await page.pdf(path=str(SCREENSHOTS / "voucher-sheet.pdf"), format="A4")
