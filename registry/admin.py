@@ -34,6 +34,9 @@ from shared.secrets import Sealer, hash_password_async
 from shared.sqlfile import load_queries
 
 Q = load_queries(Path(__file__).with_name("admin.sql"))
+# The accounts' own statements (registry/queries.sql), the very ones `tokenhub users ...` runs:
+# creating a user, setting its status, revoking its credentials, adding an app. Reused, not copied.
+ACCOUNT_QUERIES = accounts.Q
 
 # Roles an admin may give and accounts it may change; a super_admin any.
 _ADMIN_MANAGES: frozenset[Role] = frozenset({"user", "guest"})
@@ -150,7 +153,7 @@ class AdminStore:
             user_id = await fetch_value(
                 conn,
                 int,
-                accounts.Q["insert_user"],
+                ACCOUNT_QUERIES["insert_user"],
                 req.username,
                 req.email,
                 password_hash,
@@ -172,7 +175,7 @@ class AdminStore:
     async def set_status(self, req: api.SetStatus) -> api.AdminUser:
         async with self.pool.acquire() as conn, conn.transaction():
             _, target = await self._managed(conn, req, self_ok=False)
-            await conn.execute(accounts.Q["set_user_status"], target.id, req.status)
+            await conn.execute(ACCOUNT_QUERIES["set_user_status"], target.id, req.status)
             event = "user_disabled" if req.status == "disabled" else "user_enabled"
             await self._audit(conn, event, req, target.id, was=target.status)
             return await self._user_in(conn, None, target.id)
@@ -190,9 +193,13 @@ class AdminStore:
         (sessions and pairs live in Redis: the caller ends them)."""
         async with self.pool.acquire() as conn, conn.transaction():
             _, target = await self._managed(conn, req, self_ok=True)
-            zabbix = [r["id"] for r in await conn.fetch(accounts.Q["disable_zabbix_tokens_of"], target.id)]
-            wialon = [r["id"] for r in await conn.fetch(accounts.Q["delete_wialon_tokens_of"], target.id)]
-            keys = len(await conn.fetch(accounts.Q["delete_api_keys_of"], target.id))
+            zabbix = [
+                r["id"] for r in await conn.fetch(ACCOUNT_QUERIES["disable_zabbix_tokens_of"], target.id)
+            ]
+            wialon = [
+                r["id"] for r in await conn.fetch(ACCOUNT_QUERIES["delete_wialon_tokens_of"], target.id)
+            ]
+            keys = len(await conn.fetch(ACCOUNT_QUERIES["delete_api_keys_of"], target.id))
             await self._audit(
                 conn,
                 "user_revoked",
@@ -318,7 +325,7 @@ class AdminStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await self._app_writer(conn, req.actor_id)
             await conn.execute(
-                accounts.Q["insert_app"],
+                ACCOUNT_QUERIES["insert_app"],
                 req.app_id,
                 req.name,
                 req.daily_quota,
@@ -326,7 +333,7 @@ class AdminStore:
                 req.refresh_ttl,
             )
             await self._audit(conn, "app_created", req, None, app_id=req.app_id, daily_quota=req.daily_quota)
-            row = await conn.fetchrow(accounts.Q["app_by_id"], req.app_id)
+            row = await conn.fetchrow(ACCOUNT_QUERIES["app_by_id"], req.app_id)
             assert row is not None
             return row_as(api.AdminApp, row)
 
