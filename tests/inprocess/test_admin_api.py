@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis.asyncio
+
+from shared.redis import sweeper_last_pass_key
 from tests.inprocess.admin_world import PASSWORD, call, make_world, sign_in, zabbix, zabbix_api_token
 from tests.inprocess.conftest import Trio
 
@@ -190,6 +193,14 @@ async def test_summary_counts_what_the_caller_reaches(trio: Trio) -> None:
     assert summary["hourly"][-1]["failed_logins"] == 1
     _, theirs = await call(trio, "GET", "/summary", world.other_admin.token)
     assert theirs["tokens"] == []
+    # The sweeper's last pass, as the sweeper records it (tests/db/test_sweeper.py checks that).
+    client = redis.asyncio.Redis.from_url(trio.settings.redis_url)
+    try:
+        await client.set(sweeper_last_pass_key(trio.settings.redis_prefix), 1_800_000_000)
+    finally:
+        await client.aclose()
+    _, later = await call(trio, "GET", "/summary", world.user.token)
+    assert later["sweeper_last_pass"] == "2027-01-15T08:00:00Z"
 
 
 async def test_apps_quota_and_usage(trio: Trio) -> None:
