@@ -34,6 +34,9 @@ from shared.secrets import Sealer, hash_password_async
 from shared.sqlfile import load_queries
 
 Q = load_queries(Path(__file__).with_name("admin.sql"))
+# The accounts' own statements (registry/queries.sql), the very ones `tokenhub users ...` runs:
+# creating a user, setting its status, revoking its credentials, adding an app. Reused, not copied.
+ACCOUNT_QUERIES = accounts.Q
 
 # Roles an admin may give and accounts it may change; a super_admin any.
 _ADMIN_MANAGES: frozenset[Role] = frozenset({"user", "guest"})
@@ -134,23 +137,32 @@ class AdminStore:
             _, reach = await self._scope(conn, req.actor_id)
             return await self._user_in(conn, reach, req.user_id)
 
+    async def _parent_for(self, conn: Connection, req: api.CreateUser) -> int | None:
+        """The new account's parent, refused unless the actor may create this account there."""
+        actor, reach = await self._scope(conn, req.actor_id)
+        if actor.role == "user" or (actor.role == "admin" and req.role not in _ADMIN_MANAGES):
+            raise Forbidden("your role may not create this account")
+        parent_id: int | None = actor.id if req.parent_id is None else req.parent_id or None
+        if parent_id is None and actor.role != "super_admin":
+            raise Forbidden("an admin's users are below it")
+        if parent_id is not None:
+            await self._user_in(conn, reach, parent_id)
+        return parent_id
+
     async def create_user(self, req: api.CreateUser) -> api.AdminUser:
         if req.email is not None and not accounts.EMAIL.fullmatch(req.email):
             raise InvalidInput(f"{req.email!r} is not an e-mail address")
+        # Refused before the slow hash (a caller who may not must not make the registry spend
+        # 60 ms of CPU per try), and checked again in the transaction that writes.
+        async with self.pool.acquire() as conn:
+            await self._parent_for(conn, req)
         password_hash = await hash_password_async(req.password)
         async with self.pool.acquire() as conn, conn.transaction():
-            actor, reach = await self._scope(conn, req.actor_id)
-            if actor.role == "user" or (actor.role == "admin" and req.role not in _ADMIN_MANAGES):
-                raise Forbidden("your role may not create this account")
-            parent_id: int | None = actor.id if req.parent_id is None else req.parent_id or None
-            if parent_id is None and actor.role != "super_admin":
-                raise Forbidden("an admin's users are below it")
-            if parent_id is not None:
-                await self._user_in(conn, reach, parent_id)
+            parent_id = await self._parent_for(conn, req)
             user_id = await fetch_value(
                 conn,
                 int,
-                accounts.Q["insert_user"],
+                ACCOUNT_QUERIES["insert_user"],
                 req.username,
                 req.email,
                 password_hash,
@@ -172,12 +184,14 @@ class AdminStore:
     async def set_status(self, req: api.SetStatus) -> api.AdminUser:
         async with self.pool.acquire() as conn, conn.transaction():
             _, target = await self._managed(conn, req, self_ok=False)
-            await conn.execute(accounts.Q["set_user_status"], target.id, req.status)
+            await conn.execute(ACCOUNT_QUERIES["set_user_status"], target.id, req.status)
             event = "user_disabled" if req.status == "disabled" else "user_enabled"
             await self._audit(conn, event, req, target.id, was=target.status)
             return await self._user_in(conn, None, target.id)
 
     async def set_password(self, req: api.SetPassword) -> api.AdminUser:
+        async with self.pool.acquire() as conn:
+            await self._managed(conn, req, self_ok=True)  # before the slow hash, as create_user
         password_hash = await hash_password_async(req.password)
         async with self.pool.acquire() as conn, conn.transaction():
             _, target = await self._managed(conn, req, self_ok=True)
@@ -190,9 +204,13 @@ class AdminStore:
         (sessions and pairs live in Redis: the caller ends them)."""
         async with self.pool.acquire() as conn, conn.transaction():
             _, target = await self._managed(conn, req, self_ok=True)
-            zabbix = [r["id"] for r in await conn.fetch(accounts.Q["disable_zabbix_tokens_of"], target.id)]
-            wialon = [r["id"] for r in await conn.fetch(accounts.Q["delete_wialon_tokens_of"], target.id)]
-            keys = len(await conn.fetch(accounts.Q["delete_api_keys_of"], target.id))
+            zabbix = [
+                r["id"] for r in await conn.fetch(ACCOUNT_QUERIES["disable_zabbix_tokens_of"], target.id)
+            ]
+            wialon = [
+                r["id"] for r in await conn.fetch(ACCOUNT_QUERIES["delete_wialon_tokens_of"], target.id)
+            ]
+            keys = len(await conn.fetch(ACCOUNT_QUERIES["delete_api_keys_of"], target.id))
             await self._audit(
                 conn,
                 "user_revoked",
@@ -318,7 +336,7 @@ class AdminStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await self._app_writer(conn, req.actor_id)
             await conn.execute(
-                accounts.Q["insert_app"],
+                ACCOUNT_QUERIES["insert_app"],
                 req.app_id,
                 req.name,
                 req.daily_quota,
@@ -326,7 +344,7 @@ class AdminStore:
                 req.refresh_ttl,
             )
             await self._audit(conn, "app_created", req, None, app_id=req.app_id, daily_quota=req.daily_quota)
-            row = await conn.fetchrow(accounts.Q["app_by_id"], req.app_id)
+            row = await conn.fetchrow(ACCOUNT_QUERIES["app_by_id"], req.app_id)
             assert row is not None
             return row_as(api.AdminApp, row)
 

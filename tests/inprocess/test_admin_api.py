@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.inprocess.admin_world import PASSWORD, call, make_world, sign_in, zabbix, zabbix_api_token
+import redis.asyncio
+
+from shared.redis import sweeper_last_pass_key
+from tests.inprocess.admin_world import (
+    PASSWORD,
+    call,
+    make_user,
+    make_world,
+    sign_in,
+    zabbix,
+    zabbix_api_token,
+)
 from tests.inprocess.conftest import Trio
 
 
@@ -58,6 +69,22 @@ async def test_revoking_a_user_ends_its_sessions_and_disables_its_api_tokens(tri
     assert body["zabbix_tokens"] == 1
     assert (await call(trio, "GET", "/summary", world.user.token))[0] == 401
     assert "error" in await zabbix(trio, "token.get", {"output": ["name"]}, secret)
+
+
+async def test_sign_in_is_throttled_like_every_password_login(trio: Trio) -> None:
+    world = await make_world(trio)
+    name = f"th-{world.tag}"
+    await make_user(trio, world.admin.token, name, "user")
+    for _ in range(5):
+        status, _ = await call(trio, "POST", "/sessions", json={"username": name, "password": "wrong"})
+        assert status == 401
+    response = await trio.gateway.post("/admin/v1/sessions", json={"username": name, "password": PASSWORD})
+    assert response.status == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    assert (await response.json())["error"]["code"] == "throttled"
+    # A throttle's refusal names a login, not an account: a super_admin's to see.
+    _, blocked = await call(trio, "GET", "/audit", world.root, event="login_blocked", limit="200")
+    assert any(e["kind"] == "admin" and e["details"].get("login") == name for e in blocked["items"])
 
 
 async def test_sign_out_ends_the_session(trio: Trio) -> None:
@@ -190,6 +217,14 @@ async def test_summary_counts_what_the_caller_reaches(trio: Trio) -> None:
     assert summary["hourly"][-1]["failed_logins"] == 1
     _, theirs = await call(trio, "GET", "/summary", world.other_admin.token)
     assert theirs["tokens"] == []
+    # The sweeper's last pass, as the sweeper records it (tests/db/test_sweeper.py checks that).
+    client = redis.asyncio.Redis.from_url(trio.settings.redis_url)
+    try:
+        await client.set(sweeper_last_pass_key(trio.settings.redis_prefix), 1_800_000_000)
+    finally:
+        await client.aclose()
+    _, later = await call(trio, "GET", "/summary", world.user.token)
+    assert later["sweeper_last_pass"] == "2027-01-15T08:00:00Z"
 
 
 async def test_apps_quota_and_usage(trio: Trio) -> None:
