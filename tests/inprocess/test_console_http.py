@@ -359,3 +359,32 @@ async def test_an_app_id_with_a_slash_and_spaces_has_its_page(trio: Trio) -> Non
     )
     assert edited.status == 200
     assert 'name="daily_quota" type="number" min="0" value="9"' in await edited.text()
+
+
+async def test_an_unreachable_backend_is_a_503_page_not_a_500(trio: Trio) -> None:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from gateway.app import create_app as create_gateway
+    from tests.e2e.harness import free_port
+
+    # A gateway of its own whose issuer and registry are nowhere (nothing listens on those ports).
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    settings = trio.settings.model_copy(
+        update={"issuer_url": nowhere, "registry_url": nowhere, "backend_timeout": 1.0}
+    )
+    client = TestClient(TestServer(await create_gateway(settings), host="127.0.0.1"))
+    await client.start_server()
+    try:
+        page = await client.get("/console/signin")
+        assert page.status == 200
+        form = {"username": "Admin", "password": ADMIN_PASSWORD, "csrf": csrf_of(await page.text())}
+        refused = await client.post("/console/signin", data=form, allow_redirects=False)
+        assert refused.status == 503
+        check_headers(refused)
+        assert "The service is unavailable. Try again later." in await refused.text()
+        client.session.cookie_jar.update_cookies({"th_console": "x" * 43})
+        listing = await client.get("/console/tokens", allow_redirects=False)
+        assert listing.status == 503
+        check_headers(listing)
+    finally:
+        await client.close()
