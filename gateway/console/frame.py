@@ -175,10 +175,15 @@ def error_text(exc: TokenHubError, t: Translate) -> str:
         return t("Too many failed attempts. Try again later.")
     if isinstance(exc, Unavailable):
         return t("The service is unavailable. Try again later.")
-    if isinstance(exc, InvalidInput) and exc.problems:
-        return "; ".join(exc.problems)
-    if isinstance(exc, InvalidInput | Conflict | Forbidden | NotFound):
-        return exc.message
+    # What kind of refusal, in the page's language; the service's own words (English) after it.
+    if isinstance(exc, InvalidInput):
+        return f"{t('Invalid input')}: " + ("; ".join(exc.problems) if exc.problems else exc.message)
+    if isinstance(exc, Forbidden):
+        return f"{t('Not allowed')}: {exc.message}"
+    if isinstance(exc, Conflict):
+        return f"{t('Conflict')}: {exc.message}"
+    if isinstance(exc, NotFound):
+        return f"{t('Not found')}: {exc.message}"
     return t("Something went wrong")
 
 
