@@ -23,7 +23,7 @@ import asyncpg
 from pydantic import BaseModel, JsonValue
 
 from registry import store as accounts
-from registry.store import acting_user
+from registry.store import acting_user, revoke_credentials_of
 from registry.vouchers import seal_context
 from shared.audit import record_audit
 from shared.contracts.registry import admin as api
@@ -200,27 +200,25 @@ class AdminStore:
             return target
 
     async def revoke_user(self, req: api.UserAction) -> api.UserRevoked:
-        """As `tokenhub users revoke`: Zabbix API tokens disabled, Wialon tokens and API keys deleted
-        (sessions and pairs live in Redis: the caller ends them)."""
+        """As `tokenhub users revoke` (the same function): Zabbix API tokens disabled, Wialon tokens
+        and API keys deleted (sessions and pairs live in Redis: the caller ends them)."""
         async with self.pool.acquire() as conn, conn.transaction():
             _, target = await self._managed(conn, req, self_ok=True)
-            zabbix = [
-                r["id"] for r in await conn.fetch(ACCOUNT_QUERIES["disable_zabbix_tokens_of"], target.id)
-            ]
-            wialon = [
-                r["id"] for r in await conn.fetch(ACCOUNT_QUERIES["delete_wialon_tokens_of"], target.id)
-            ]
-            keys = len(await conn.fetch(ACCOUNT_QUERIES["delete_api_keys_of"], target.id))
-            await self._audit(
-                conn,
-                "user_revoked",
-                req,
-                target.id,
-                zabbix_tokens=list[JsonValue](zabbix),
-                wialon_tokens=list[JsonValue](wialon),
-                api_keys=keys,
+            account = User.model_validate(target.model_dump())
+            event = AuditEvent(
+                event="user_revoked",
+                actor_id=req.actor_id,
+                subject_id=target.id,
+                client_addr=req.client_addr,
+                details={"via": "admin"},
             )
-        return api.UserRevoked(user=target, zabbix_tokens=zabbix, wialon_tokens=wialon, api_keys=keys)
+            revoked = await revoke_credentials_of(conn, account, event)
+        return api.UserRevoked(
+            user=target,
+            zabbix_tokens=revoked.zabbix_tokens,
+            wialon_tokens=revoked.wialon_tokens,
+            api_keys=revoked.api_keys,
+        )
 
     # --- tokens ----------------------------------------------------------------------------------
 

@@ -71,8 +71,9 @@ from shared.secrets import new_urlsafe_secret
 
 # The issuer's session realm of admin sign-ins: the login throttle and the audit events name it.
 SESSION_REALM = "admin"
-# An admin session ends after this long without a request (sliding), as a Zabbix frontend session.
-SESSION_IDLE_S = 30 * 60
+# An admin session ends after this long without a request (sliding): Zabbix's default auto-logout,
+# as the Zabbix dialect's sessions (TOKENHUB_ZABBIX_SESSION_IDLE).
+SESSION_IDLE_S = 15 * 60
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,6 @@ def _issuer(app: web.Application) -> IssuerClient:
     return app[backends_key].issuer
 
 
-def _acting(caller: Caller) -> dict[str, int]:
-    return {"actor_id": caller.user_id}
-
-
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -105,39 +102,51 @@ def _as(model: type[M], value: BaseModel) -> M:
 # --- cursors --------------------------------------------------------------------------------------
 
 
-def encode_cursor(at: datetime, row_id: int) -> str:
-    raw = f"{at.astimezone(UTC).isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+_NOT_A_CURSOR = "cursor: not a cursor this API handed out"
 
 
-def encode_id_cursor(row_id: int) -> str:
-    return base64.urlsafe_b64encode(f"id|{row_id}".encode()).decode().rstrip("=")
+def _encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_id_cursor(cursor: str) -> int:
+def _decode(cursor: str) -> tuple[str, int]:
+    """The two parts of a cursor, "<key>|<id>"; InvalidInput for anything this API did not make."""
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        tag, _, row_id = raw.partition("|")
+        key, _, row_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().partition("|")
         number = int(row_id)
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor: not a cursor this API handed out") from exc
-    if tag != "id" or not 0 <= number < 2**63:
-        raise InvalidInput("cursor: not a cursor this API handed out")
-    return number
+        raise InvalidInput(_NOT_A_CURSOR) from exc
+    if not 0 <= number < 2**63:
+        raise InvalidInput(_NOT_A_CURSOR)
+    return key, number
+
+
+def encode_cursor(at: datetime, row_id: int) -> str:
+    """A keyset position: a row's time and id (tokens by creation, audit events by time)."""
+    return _encode(f"{at.astimezone(UTC).isoformat()}|{row_id}")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """A cursor handed out by encode_cursor; InvalidInput for anything else."""
+    key, number = _decode(cursor)
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, row_id = raw.partition("|")
-        moment = datetime.fromisoformat(at)
-        number = int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidInput("cursor: not a cursor this API handed out") from exc
-    if moment.tzinfo is None or not 1 <= number < 2**63:
-        raise InvalidInput("cursor: not a cursor this API handed out")
+        moment = datetime.fromisoformat(key)
+    except ValueError as exc:
+        raise InvalidInput(_NOT_A_CURSOR) from exc
+    if moment.tzinfo is None or number < 1:
+        raise InvalidInput(_NOT_A_CURSOR)
     return moment, number
+
+
+def encode_id_cursor(row_id: int) -> str:
+    """A position in a listing by id (users)."""
+    return _encode(f"id|{row_id}")
+
+
+def decode_id_cursor(cursor: str) -> int:
+    key, number = _decode(cursor)
+    if key != "id":
+        raise InvalidInput(_NOT_A_CURSOR)
+    return number
 
 
 # --- sessions -------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@ listing, vouchers, audit, summary, bad input. Small worlds, made per test."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio
@@ -281,3 +283,44 @@ async def test_bad_input_is_a_json_4xx(trio: Trio) -> None:
     assert response.headers["Allow"] == "GET"
     assert (await response.json())["error"]["code"] == "method_not_allowed"
     assert (await call(trio, "GET", "/nothing/here", token))[0] == 404
+
+
+async def test_the_token_listing_filters_by_each_column(trio: Trio) -> None:
+    world = await make_world(trio)
+    started = datetime.now(UTC)
+    session = (await zabbix(trio, "user.login", {"username": world.user.username, "password": PASSWORD}))[
+        "result"
+    ]
+    soon = int(time.time()) + 3600
+    ending = await zabbix(
+        trio, "token.create", {"name": f"ending-{world.tag}", "expires_at": str(soon)}, session
+    )
+    ending_id = int(ending["result"]["tokenids"][0])
+    _, secret = await zabbix_api_token(trio, world.user.username, f"used-{world.tag}")
+    assert "result" in await zabbix(trio, "token.get", {"output": ["name"]}, secret)  # sets its last use
+    await call(trio, "POST", "/vouchers", world.admin.token, json={"count": 1})
+
+    async def ids(**query: str) -> set[str]:
+        status, page = await call(trio, "GET", "/tokens", world.admin.token, limit="200", **query)
+        assert status == 200, page
+        return {t["name"] for t in page["items"] if t["kind"] == "zabbix"} | {
+            t["kind"] for t in page["items"] if t["kind"] == "voucher"
+        }
+
+    mine = {f"ending-{world.tag}", f"used-{world.tag}"}
+    assert await ids(created_after=started.isoformat()) == mine | {"voucher"}
+    assert await ids(created_before=started.isoformat()) == set()
+    assert await ids(owner_id=str(world.user.id)) == mine
+    assert await ids(owner_id=str(world.admin.id)) == {"voucher"}
+    assert await ids(kind="voucher") == {"voucher"}
+    later = datetime.fromtimestamp(soon + 60, UTC).isoformat()
+    assert await ids(expires_before=later) == {f"ending-{world.tag}"}
+    assert await ids(expires_after=started.isoformat(), kind="zabbix") == {f"ending-{world.tag}"}
+    assert await ids(used_after=started.isoformat()) == {f"used-{world.tag}"}
+    assert await ids(q="ENDING-") == {f"ending-{world.tag}"}  # case-insensitive substring
+    assert await ids(q="%") == set()  # LIKE's wildcards are plain characters
+    status, _ = await call(trio, "GET", "/tokens", world.admin.token, used_after="2026-01-01T00:00:00")
+    assert status == 422  # a time without its zone
+    assert ending_id in {
+        t["id"] for t in (await call(trio, "GET", "/tokens", world.admin.token, status="active"))[1]["items"]
+    }
