@@ -144,10 +144,19 @@ async def test_sign_in_as_admin(page: Page, world: World) -> None:
     await page.goto(f"{world.base}/console/")
     assert page.url.endswith("/console/signin")
     await screenshot(page, "signin")
-    await page.get_by_label("Username").fill("Admin")
-    await page.get_by_label("Password").fill(ADMIN_PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
+    # By keyboard alone: the username field has the focus, Tab goes on, Enter submits.
+    await page.get_by_label("Username").focus()
+    await page.keyboard.type("Admin")
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.id") == "password"
+    await page.keyboard.type(ADMIN_PASSWORD)
+    await page.keyboard.press("Enter")
     await page.wait_for_url(f"{world.base}/console/")
+    # The skip link is the first stop, and takes the focus to the page's content.
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.className") == "skip"
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("document.activeElement.id") == "main"
     assert await page.locator("h1").inner_text() == "Overview"
     assert await page.locator("svg.th-chart polyline").count() == 2
 
