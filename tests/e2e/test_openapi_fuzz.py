@@ -241,16 +241,22 @@ ADMIN_PASSWORD_FOR_FUZZ = "fuzz-admin-password-1"
 class AdminSession:
     """An `admin` of the fuzzing's own, with one user below it: what it reaches is its own small
     world, so random ids and bulk actions never touch another test's accounts (a super_admin's
-    would). Signs in again when a generated call (a revocation of itself) ends its session."""
+    would). Signs in again when a generated call (a sign-out, a revocation of itself) ends its
+    session, from an address of its own: the fuzzing's failed sign-ins fill its address's throttle."""
 
     base: str
     username: str
+    http: requests.Session
     token: str = ""
     user_id: int = 0
     below_id: int = 0
 
-    def refresh(self, http: requests.Session) -> None:
-        reply = http.post(
+    def alive(self) -> bool:
+        headers = {"Authorization": f"Bearer {self.token}"}
+        return self.http.get(self.base + "/admin/v1/summary", headers=headers).status_code != 401
+
+    def refresh(self) -> None:
+        reply = self.http.post(
             self.base + "/admin/v1/sessions",
             json={"username": self.username, "password": ADMIN_PASSWORD_FOR_FUZZ},
         )
@@ -260,7 +266,7 @@ class AdminSession:
 
 
 @pytest.fixture(scope="module")
-def admin_session(api: Cluster, environment: dict[str, str], fuzz_http: requests.Session) -> AdminSession:
+def admin_session(api: Cluster, environment: dict[str, str]) -> Iterator[AdminSession]:
     name = f"fuzz-admin-{secrets.token_hex(3)}"
     for args in (
         ["users", "add", name, "--role", "admin"],
@@ -268,10 +274,12 @@ def admin_session(api: Cluster, environment: dict[str, str], fuzz_http: requests
     ):
         result = run_cli([*args, "--password-stdin"], environment, ADMIN_PASSWORD_FOR_FUZZ)
         assert result.returncode == 0, result.stderr
-    session = AdminSession(api.gateway_url, name)
-    session.refresh(fuzz_http)
-    session.below_id = int(result.stdout.strip())
-    return session
+    with requests.Session() as http:
+        http.mount("http://", SourceAddressAdapter(random_loopback()))
+        session = AdminSession(api.gateway_url, name, http)
+        session.refresh()
+        session.below_id = int(result.stdout.strip())
+        yield session
 
 
 def assert_admin_envelope(case: Case[Any], response: schemathesis.Response) -> None:
@@ -296,13 +304,8 @@ def test_every_admin_answer_is_one_the_document_describes(
     case: Case[Any], api: Cluster, fuzz_http: requests.Session, admin_session: AdminSession
 ) -> None:
     watch = LogWatch(api)
-    if (
-        fuzz_http.get(
-            api.gateway_url + "/admin/v1/summary", headers={"Authorization": f"Bearer {admin_session.token}"}
-        ).status_code
-        == 401
-    ):
-        admin_session.refresh(fuzz_http)
+    if not admin_session.alive():
+        admin_session.refresh()
     if case.path_parameters and str(case.path_parameters.get("user_id")) == str(admin_session.user_id):
         # Its own password would end the fuzzing's session for good: its user's instead.
         case.path_parameters["user_id"] = str(admin_session.below_id)
