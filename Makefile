@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck bench bench-quick wrk clean
+.PHONY: install run test lint typecheck bench bench-quick wrk chromium clean
 
 # The virtualenv is rebuilt whenever the dependency list changes.
 $(STAMP): pyproject.toml
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) chromium
 
 # Creates the database in DATABASE_URL if needed, migrates, then runs all four services.
 run: $(STAMP)
@@ -27,12 +27,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/pytest
 
 # The benchmarks' load generator (C, from Debian's packages), installed when missing.
 wrk:
 	@command -v wrk >/dev/null || { apt-get install -y wrk >/dev/null || sudo apt-get install -y wrk; }
+
+# Debian's chromium, which the console's browser tests drive (tests/browser/), installed when missing.
+# Where it cannot be installed, those tests skip and say why; everything else still runs.
+chromium:
+	@test -x /usr/bin/chromium || apt-get install -y chromium >/dev/null 2>&1 \
+		|| { apt-get update >/dev/null 2>&1 && apt-get install -y chromium >/dev/null 2>&1; } \
+		|| sudo apt-get install -y chromium >/dev/null 2>&1 \
+		|| echo "make: chromium could not be installed: the browser tests (tests/browser/) will skip"
 
 # Speed on this machine: 1,000,000 tokens, every hot path, the same two with 2 workers of the gateway and
 # the registry (and an on-paper projection to more cores), the sweeper; writes bench/results.json.

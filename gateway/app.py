@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from gateway.backends import Backends
+from gateway.console import setup_console
 from gateway.keys import backends_key, settings_key, verification_cache_key
 from gateway.routes import setup_routes
 from gateway.verification_cache import running_cache
@@ -63,4 +64,5 @@ async def create_app(
         ]
     )
     setup_routes(app)
+    setup_console(app)
     return app

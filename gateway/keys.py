@@ -12,3 +12,6 @@ from shared.settings import Settings
 settings_key: web.AppKey[Settings] = web.AppKey("settings")
 backends_key = web.AppKey("backends", Backends)
 verification_cache_key = web.AppKey("verification_cache", VerificationCache)
+# The console's sub-application (gateway/console/) holds the gateway's own application, whose
+# backends the admin service it calls in-process uses.
+console_gateway_key = web.AppKey("console_gateway", web.Application)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.admin.api import setup_admin_routes
 from gateway.dialects import chatapp, hotspot, wialon, zabbix
 
 
@@ -18,6 +19,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/tokens/check", chatapp.tokens_check)
     app.router.add_delete("/v1/tokens", chatapp.tokens_revoke)
     app.router.add_get("/v1/auth", chatapp.forward_auth)
+    setup_admin_routes(app)
     # Last, so that they see only the methods the routes above do not take.
     app.router.add_route("*", "/v1/tokens", chatapp.refuse_other_methods("POST", "DELETE"))
     app.router.add_route("*", "/v1/tokens/refresh", chatapp.refuse_other_methods("POST"))

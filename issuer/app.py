@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
+from issuer.accounts import Accounts
 from issuer.keys import (
+    accounts_key,
     logins_key,
     pairs_key,
     redis_key,
@@ -94,8 +96,10 @@ async def domain_objects(app: web.Application) -> AsyncIterator[None]:
     app[throttle_key] = throttle
     app[logins_key] = logins
     app[sessions_key] = Sessions(app[redis_key], keys, app[registry_key], settings.pepper, logins)
+    pair_store = PairStore(app[redis_key], keys, settings.pepper)
+    app[accounts_key] = Accounts(app[redis_key], keys, pair_store)
     app[pairs_key] = Pairs(
-        PairStore(app[redis_key], keys, settings.pepper),
+        pair_store,
         CredentialCache(app[redis_key], keys, settings.credential_cache_ttl),
         app[registry_key],
         logins,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from issuer.accounts import Accounts
 from issuer.logins import Logins
 from issuer.pairs import Pairs
 from issuer.sessions import Sessions
@@ -20,3 +21,4 @@ sessions_key = web.AppKey("sessions", Sessions)
 throttle_key = web.AppKey("throttle", FailureThrottle)
 logins_key = web.AppKey("logins", Logins)
 pairs_key = web.AppKey("pairs", Pairs)
+accounts_key = web.AppKey("accounts", Accounts)

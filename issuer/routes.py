@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import JsonValue
 
-from issuer.keys import logins_key, pairs_key, sessions_key, throttle_key
+from issuer.keys import accounts_key, logins_key, pairs_key, sessions_key, throttle_key
 from shared.contracts import issuer as api
 from shared.contracts.endpoint import Empty
 from shared.contracts.server import Route, route
@@ -79,6 +79,27 @@ async def revoke_pair(request: web.Request, body: api.AccessTokenRef) -> Empty:
     return Empty()
 
 
+# --- accounts (the admin API) ----------------------------------------------------------------------
+
+
+async def end_account(request: web.Request, body: api.EndAccount) -> Empty:
+    await request.app[accounts_key].end(body.user_id, body.disabled)
+    return Empty()
+
+
+async def enable_account(request: web.Request, body: api.AccountRef) -> Empty:
+    await request.app[accounts_key].enable(body.user_id)
+    return Empty()
+
+
+async def quota_usage(request: web.Request, body: api.QuotaUsageQuery) -> api.QuotaUsage:
+    return await request.app[accounts_key].quota_usage(body.app_id, body.user_ids)
+
+
+async def sweeper_last_pass(request: web.Request, body: api.Nothing) -> api.SweeperPass:
+    return api.SweeperPass(at=await request.app[accounts_key].sweeper_last_pass())
+
+
 ROUTES: tuple[Route, ...] = (
     route(api.OPEN_SESSION, open_session),
     route(api.RESOLVE_SESSION, resolve_session),
@@ -91,4 +112,8 @@ ROUTES: tuple[Route, ...] = (
     route(api.REFRESH_PAIR, refresh_pair),
     route(api.CHECK_PAIR, check_pair),
     route(api.REVOKE_PAIR, revoke_pair),
+    route(api.END_ACCOUNT, end_account),
+    route(api.ENABLE_ACCOUNT, enable_account),
+    route(api.QUOTA_USAGE, quota_usage),
+    route(api.SWEEPER_PASS, sweeper_last_pass),
 )

@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from registry.keys import settings_key, store_key, voucher_store_key, wialon_tokens_key, zabbix_tokens_key
+from registry.admin import AdminStore
+from registry.keys import (
+    admin_store_key,
+    settings_key,
+    store_key,
+    voucher_store_key,
+    wialon_tokens_key,
+    zabbix_tokens_key,
+)
 from registry.routes import setup_routes
 from registry.store import Store, translate
 from registry.vouchers import VoucherStore
@@ -46,6 +54,7 @@ async def postgres(app: web.Application) -> AsyncIterator[None]:
     app[voucher_store_key] = VoucherStore(pool, settings.pepper, Sealer.from_b64(settings.seal_key))
     app[zabbix_tokens_key] = ZabbixTokens(pool, settings.pepper)
     app[wialon_tokens_key] = WialonTokens(pool, settings.pepper, Sealer.from_b64(settings.seal_key))
+    app[admin_store_key] = AdminStore(pool, Sealer.from_b64(settings.seal_key))
     yield
     await pool.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from registry.admin import AdminStore
 from registry.store import Store
 from registry.vouchers import VoucherStore
 from registry.wialon_tokens import WialonTokens
@@ -15,3 +16,4 @@ store_key = web.AppKey("store", Store)
 voucher_store_key = web.AppKey("voucher_store", VoucherStore)
 zabbix_tokens_key = web.AppKey("zabbix_tokens", ZabbixTokens)
 wialon_tokens_key = web.AppKey("wialon_tokens", WialonTokens)
+admin_store_key = web.AppKey("admin_store", AdminStore)

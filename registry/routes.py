@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry import accounts_routes, voucher_routes, wialon_routes, zabbix_routes
+from registry import accounts_routes, admin_routes, voucher_routes, wialon_routes, zabbix_routes
 from shared.contracts.registry import REGISTRY_API
 from shared.contracts.server import add_api_routes
 
@@ -15,5 +15,11 @@ def setup_routes(app: web.Application) -> None:
     add_api_routes(
         app,
         REGISTRY_API,
-        [*accounts_routes.ROUTES, *zabbix_routes.ROUTES, *wialon_routes.ROUTES, *voucher_routes.ROUTES],
+        [
+            *accounts_routes.ROUTES,
+            *zabbix_routes.ROUTES,
+            *wialon_routes.ROUTES,
+            *voucher_routes.ROUTES,
+            *admin_routes.ROUTES,
+        ],
     )

@@ -105,6 +105,46 @@ CREATE INDEX tokens_voucher_ref_idx ON tokens (external_ref, owner_id, id)
 CREATE INDEX tokens_zabbix_name_trgm_idx ON tokens USING gin (name gin_trgm_ops) WHERE kind = 'zabbix';
 CREATE INDEX tokens_zabbix_description_trgm_idx ON tokens USING gin (description gin_trgm_ops)
     WHERE kind = 'zabbix';
+-- 0006: the admin listing's keyset orders (everyone, some owners, one kind).
+CREATE INDEX tokens_created_idx ON tokens (created_at DESC, id DESC);
+CREATE INDEX tokens_owner_created_idx ON tokens (owner_id, created_at DESC, id DESC);
+CREATE INDEX tokens_kind_created_idx ON tokens (kind, created_at DESC, id DESC);
+CREATE INDEX tokens_wialon_name_trgm_idx ON tokens USING gin (name gin_trgm_ops) WHERE kind = 'wialon';
+
+-- 0006: a token's status as people read it, written once.
+CREATE FUNCTION token_status(t tokens) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN t.deleted_at IS NOT NULL THEN 'deleted'
+        WHEN t.repaid_at IS NOT NULL THEN 'annulled'
+        WHEN t.status = 'disabled' THEN 'disabled'
+        WHEN t.expired OR t.expires_at <= now() THEN 'expired'
+        WHEN t.kind = 'voucher' AND t.first_used_at IS NOT NULL AND NOT t.multi_use THEN 'used'
+        WHEN t.activates_at > now() THEN 'pending'
+        ELSE 'active'
+    END
+$$;
+
+-- 0006: the users an actor reaches (NULL: everyone; {0}: nobody).
+CREATE FUNCTION users_reached(actor bigint) RETURNS bigint[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN a.role = 'super_admin' THEN NULL
+        WHEN a.role = 'admin' THEN (
+            WITH RECURSIVE below (id) AS (
+                SELECT a.id
+                UNION ALL
+                SELECT u.id FROM users u JOIN below b ON u.parent_id = b.id
+            ) CYCLE id SET looped USING path
+            SELECT array_agg(DISTINCT id) FROM below WHERE NOT looped
+        )
+        ELSE ARRAY[coalesce(a.id, 0)]
+    END
+    FROM (SELECT NULL::bigint AS id, NULL::text AS role) missing
+    LEFT JOIN users a ON a.id = actor
+$$;
 
 -- Security events, append-only: rows are added, never changed or removed (nor truncated).
 CREATE TABLE audit_log (
@@ -118,8 +158,10 @@ CREATE TABLE audit_log (
     client_addr text,
     details     jsonb NOT NULL DEFAULT '{}'
 );
-CREATE INDEX audit_log_at_idx ON audit_log (at);
+CREATE INDEX audit_log_at_idx ON audit_log (at DESC, id DESC);
 CREATE INDEX audit_log_actor_idx ON audit_log (actor_id, at);
+CREATE INDEX audit_log_event_idx ON audit_log (event, at DESC, id DESC);
+CREATE INDEX audit_log_subject_idx ON audit_log (subject_id, at DESC, id DESC) WHERE subject_id IS NOT NULL;
 
 CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

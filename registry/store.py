@@ -38,6 +38,7 @@ from shared.secrets import hash_password_async, lookup_hash, new_hex_secret, ver
 from shared.sqlfile import load_queries
 
 __all__ = [
+    "EMAIL",
     "ROLES",
     "App",
     "AuditRecord",
@@ -46,12 +47,13 @@ __all__ = [
     "Store",
     "User",
     "acting_user",
+    "revoke_credentials_of",
     "translate",
 ]
 
 Q = load_queries(Path(__file__).with_name("queries.sql"))
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 ROLES: tuple[Role, ...] = ("super_admin", "admin", "user", "guest")
 
@@ -122,6 +124,23 @@ class RevokedCredentials:
     zabbix_tokens: list[int]  # disabled
     wialon_tokens: list[int]  # deleted
     api_keys: int  # deleted
+
+
+async def revoke_credentials_of(conn: Connection, user: User, event: AuditEvent) -> RevokedCredentials:
+    """Inside the caller's transaction: disable the user's Zabbix API tokens, delete its Wialon
+    tokens and API keys, and record `event` with what was ended added to its details. The one way
+    `tokenhub users revoke` and the admin API revoke an account."""
+    zabbix = [row.id for row in rows_as(_Id, await conn.fetch(Q["disable_zabbix_tokens_of"], user.id))]
+    wialon = [row.id for row in rows_as(_Id, await conn.fetch(Q["delete_wialon_tokens_of"], user.id))]
+    keys = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
+    details: dict[str, JsonValue] = {
+        **event.details,
+        "zabbix_tokens": list[JsonValue](zabbix),
+        "wialon_tokens": list[JsonValue](wialon),
+        "api_keys": keys,
+    }
+    await record_audit(conn, event.model_copy(update={"details": details}))
+    return RevokedCredentials(user, zabbix, wialon, keys)
 
 
 async def acting_user(conn: Connection, user_id: int) -> User | None:
@@ -213,7 +232,7 @@ class Store:
     ) -> int:
         if role not in ROLES:
             raise InvalidInput(f"role must be one of {', '.join(ROLES)}")
-        if email is not None and not _EMAIL.fullmatch(email):
+        if email is not None and not EMAIL.fullmatch(email):
             raise InvalidInput(f"{email!r} is not an e-mail address")
         password_hash = await hash_password_async(password) if password is not None else None
         async with self.pool.acquire() as conn, conn.transaction():
@@ -272,18 +291,9 @@ class Store:
         (Its sessions and pairs live in Redis: the caller ends them.)"""
         user = await self.user_by_name(username)
         async with self.pool.acquire() as conn, conn.transaction():
-            zabbix = [
-                row.id for row in rows_as(_Id, await conn.fetch(Q["disable_zabbix_tokens_of"], user.id))
-            ]
-            wialon = [row.id for row in rows_as(_Id, await conn.fetch(Q["delete_wialon_tokens_of"], user.id))]
-            keys = len(await conn.fetch(Q["delete_api_keys_of"], user.id))
-            details: dict[str, JsonValue] = {
-                "zabbix_tokens": list[JsonValue](zabbix),
-                "wialon_tokens": list[JsonValue](wialon),
-                "api_keys": keys,
-            }
-            await record_audit(conn, AuditEvent(event="user_revoked", subject_id=user.id, details=details))
-        return RevokedCredentials(user, zabbix, wialon, keys)
+            return await revoke_credentials_of(
+                conn, user, AuditEvent(event="user_revoked", subject_id=user.id)
+            )
 
     async def revoke_api_keys(self, username: str) -> tuple[User, int]:
         """Delete every API key of an account, recorded as api_key_revoked; (user, how many)."""

@@ -265,14 +265,6 @@ async def connect(dsn: str, timeout: float) -> asyncpg.Connection:
     return await Hosts(dsn).connect(timeout=timeout)
 
 
-# asyncpg prepares every statement; after five runs Postgres may switch a prepared statement to a
-# generic plan, made without the parameters' values. One made while a table was small (a nested loop
-# over `unnest($1)`, say) stays when the table or the array grows: a 5,001-name `name_clashes` then
-# ran past the statement timeout instead of taking 0.06 s. Planning each run costs well under a
-# millisecond on these queries, and every query with an `$n IS NULL OR ...` filter gets its own plan.
-PLAN_CACHE_MODE = "force_custom_plan"
-
-
 async def create_pool(dsn: str, max_size: int, timeout: float) -> asyncpg.Pool:
     """A pool that opens no connection up front, so a service starts (and reports "not ready")
     while Postgres is still coming up, and recovers by itself once it is back, on whichever of
@@ -287,10 +279,13 @@ async def create_pool(dsn: str, max_size: int, timeout: float) -> asyncpg.Pool:
         # A second past the server's own bound (below): a server that is there answers a slow
         # statement first (QueryCanceledError), so a client-side timeout means one that is not.
         command_timeout=statement_timeout + 1,
-        # A statement whose client has gone stops on the server too.
+        # A statement whose client has gone stops on the server too. Custom plans always: queries
+        # with optional filters (`$1::bigint[] IS NULL OR owner_id = ANY($1)`) get a plan for the
+        # values given; a generic plan, which asyncpg's prepared statements switch to after five
+        # runs, must serve every value and walks the whole table (docs/DECISIONS.md, Admin API).
         server_settings={
             "statement_timeout": str(int(statement_timeout * 1000)),
-            "plan_cache_mode": PLAN_CACHE_MODE,
+            "plan_cache_mode": "force_custom_plan",
         },
         init=_init_connection,
         reset=_keep_session,

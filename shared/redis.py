@@ -241,3 +241,9 @@ def node_url(url: str, host: str, port: int) -> str:
     credentials = parts.netloc.rpartition("@")[0]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return urlunsplit(parts._replace(netloc=f"{credentials}@{address}" if credentials else address))
+
+
+def sweeper_last_pass_key(prefix: str) -> str:
+    """The unix time (seconds) the sweeper's last complete pass ended; the admin summary shows it.
+    No TTL: one key per deployment, overwritten by every pass."""
+    return f"{prefix}sweeper:last_pass"

@@ -19,7 +19,7 @@ from shared import revocations
 from shared.audit import record_audit
 from shared.contracts.registry.accounts import AuditEvent
 from shared.postgres import fetch_value, rows_as
-from shared.redis import AnyRedis
+from shared.redis import AnyRedis, sweeper_last_pass_key
 from shared.settings import Settings
 from shared.sqlfile import load_queries
 
@@ -118,6 +118,11 @@ class Sweeper:
         for job in JOBS:
             done[job.name] = await (self.count(job) if dry_run else self.run_job(job))
         if not dry_run:
-            LAST_PASS.set(time.time())
+            now = time.time()
+            LAST_PASS.set(now)
+            try:
+                await self.redis.set(sweeper_last_pass_key(self.settings.redis_prefix), int(now))
+            except Exception:  # Redis down must not fail the pass; only the admin summary misses it.
+                log.warning("could not record the pass in Redis", exc_info=True)
         log.info("sweep pass %s", "counted" if dry_run else "done", extra={"rows": done, "dry_run": dry_run})
         return done

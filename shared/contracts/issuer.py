@@ -152,6 +152,49 @@ class Verified(Reply):
     family: str  # revocations name families: a verification cache files the answer under it
 
 
+# --- accounts (the admin API, issue 17) -----------------------------------------------------------
+
+# Accounts one quota-usage call reads at most.
+MAX_USAGE_ACCOUNTS = 1000
+
+
+class AccountRef(Message):
+    user_id: Annotated[int, Field(ge=1, le=2**63 - 1)]
+
+
+class EndAccount(AccountRef):
+    """End every session and ChatApp family of the account (its epoch moves on); `disabled` True also
+    refuses its credentials until enabled again, None leaves that flag (shared/revocations.py)."""
+
+    disabled: bool | None = None
+
+
+class QuotaUsageQuery(Message):
+    app_id: Annotated[str, Field(min_length=1, max_length=100)]
+    user_ids: Annotated[
+        list[Annotated[int, Field(ge=1, le=2**63 - 1)]], Field(min_length=1, max_length=MAX_USAGE_ACCOUNTS)
+    ]
+
+
+class AccountQuotaUsage(Reply):
+    user_id: int
+    used: int  # successful tokens.make today (UTC)
+    refused: int  # refused for the quota today
+
+
+class QuotaUsage(Reply):
+    day: str  # YYYYMMDD, UTC
+    accounts: list[AccountQuotaUsage]  # in the order asked
+
+
+class Nothing(Message):
+    """A request with nothing to say."""
+
+
+class SweeperPass(Reply):
+    at: int | None  # unix seconds the sweeper's last complete pass ended; None: none recorded
+
+
 # Errors: bad_credentials, throttled (retry_after), unavailable (every attempt in flight too long).
 OPEN_SESSION = Endpoint("/v1/sessions", OpenSession, SessionOpened, status=201)
 # Errors: not_found (no such session, or ended by a revocation).
@@ -174,6 +217,10 @@ REFRESH_PAIR = Endpoint("/v1/pairs/refresh", RefreshPair, Pair)
 CHECK_PAIR = Endpoint("/v1/pairs/check", AccessTokenRef, Verified, idempotent=True)
 # Revokes every token of the access token's family. Errors: not_found unless it is valid.
 REVOKE_PAIR = Endpoint("/v1/pairs/revoke", AccessTokenRef, Empty)
+END_ACCOUNT = Endpoint("/v1/accounts/end", EndAccount, Empty)
+ENABLE_ACCOUNT = Endpoint("/v1/accounts/enable", AccountRef, Empty)
+QUOTA_USAGE = Endpoint("/v1/quotas/usage", QuotaUsageQuery, QuotaUsage, idempotent=True)
+SWEEPER_PASS = Endpoint("/v1/sweeper/last-pass", Nothing, SweeperPass, idempotent=True)
 
 ISSUER_API = Api(
     "issuer",
@@ -189,6 +236,10 @@ ISSUER_API = Api(
         REFRESH_PAIR,
         CHECK_PAIR,
         REVOKE_PAIR,
+        END_ACCOUNT,
+        ENABLE_ACCOUNT,
+        QUOTA_USAGE,
+        SWEEPER_PASS,
     ),
 )
 
@@ -227,3 +278,15 @@ class IssuerClient(ServiceClient):
 
     async def revoke_pair(self, access_token: str) -> None:
         await self.transport.send(REVOKE_PAIR, AccessTokenRef(access_token=access_token))
+
+    async def end_account(self, user_id: int, *, disabled: bool | None) -> None:
+        await self.transport.send(END_ACCOUNT, EndAccount(user_id=user_id, disabled=disabled))
+
+    async def enable_account(self, user_id: int) -> None:
+        await self.transport.send(ENABLE_ACCOUNT, AccountRef(user_id=user_id))
+
+    async def quota_usage(self, app_id: str, user_ids: list[int]) -> QuotaUsage:
+        return await self.transport.send(QUOTA_USAGE, QuotaUsageQuery(app_id=app_id, user_ids=user_ids))
+
+    async def sweeper_last_pass(self) -> int | None:
+        return (await self.transport.send(SWEEPER_PASS, Nothing())).at

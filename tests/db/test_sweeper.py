@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import redis.asyncio
 
 from shared import revocations
-from shared.redis import Subscriber
+from shared.redis import Subscriber, sweeper_last_pass_key
 from tests.conftest import (
     FreshDatabases,
     RedisTarget,
@@ -117,9 +119,18 @@ async def test_the_100_day_idle_boundary_for_every_kind(world: World) -> None:
     # Wialon's rule holds even for a token without end (dur 0: expires_at NULL).
     await token(world, "wialon", "wialon-dur0-idle", created="150 days", expires=None)
 
+    before = int(time.time())
     counts = sweep_once(world.env)
 
     assert counts["delete_idle"] == 7
+    # The pass is recorded where the admin summary reads it (shared/redis.py).
+    client = redis.asyncio.Redis.from_url(world.env["REDIS_URL"])
+    try:
+        recorded = await client.get(sweeper_last_pass_key(world.env["TOKENHUB_REDIS_PREFIX"]))
+    finally:
+        await client.aclose()
+    assert recorded is not None
+    assert before <= int(recorded) <= time.time()
     assert await remaining(world) == {
         f"{kind}-{suffix}"
         for kind in ("zabbix", "wialon", "voucher")

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from shared.contracts.endpoint import Api
-from shared.contracts.registry import accounts, vouchers, wialon_tokens, zabbix_tokens
+from shared.contracts.registry import accounts, admin, vouchers, wialon_tokens, zabbix_tokens
 
 REGISTRY_API = Api(
     "registry",
-    (*accounts.ENDPOINTS, *zabbix_tokens.ENDPOINTS, *wialon_tokens.ENDPOINTS, *vouchers.ENDPOINTS),
+    (
+        *accounts.ENDPOINTS,
+        *zabbix_tokens.ENDPOINTS,
+        *wialon_tokens.ENDPOINTS,
+        *vouchers.ENDPOINTS,
+        *admin.ENDPOINTS,
+    ),
 )
 
 
@@ -16,5 +22,6 @@ class RegistryClient(
     zabbix_tokens.ZabbixTokensClient,
     wialon_tokens.WialonTokensClient,
     vouchers.VouchersClient,
+    admin.AdminClient,
 ):
     """Every registry call, typed: `await registry.get_user(7)`."""
