@@ -125,7 +125,7 @@ async def _caller(request: web.Request) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _Refusal(401, "unauthorized", "sign in first: Authorization: Bearer <session>")
-    caller = await service.caller_from_session(request.app, token.strip())
+    caller = await service.caller_from_session(request.app, token.strip(), client_addr(request))
     if caller is None:
         raise _Refusal(401, "unauthorized", "the session has ended or never was; sign in again")
     return caller

@@ -61,6 +61,14 @@ async def test_disabling_a_user_refuses_every_credential_and_enabling_lets_it_si
     assert status == 401
     assert (await call(trio, "POST", f"/users/{world.user.id}/enable", world.admin.token))[0] == 200
     await sign_in(trio, world.user.username)
+    # Who did it, to whom, from where.
+    _, events = await call(
+        trio, "GET", "/audit", world.admin.token, user_id=str(world.user.id), event="user_disabled"
+    )
+    (disabled,) = events["items"]
+    assert (disabled["actor_id"], disabled["subject_id"]) == (world.admin.id, world.user.id)
+    assert disabled["client_addr"] == "127.0.0.1"
+    assert disabled["details"] == {"was": "active", "via": "admin"}
 
 
 async def test_revoking_a_user_ends_its_sessions_and_disables_its_api_tokens(trio: Trio) -> None:
