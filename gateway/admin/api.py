@@ -2,8 +2,9 @@
 
 Every route but `POST /admin/v1/sessions` needs `Authorization: Bearer <session>`. Errors are
 `{"error": {"code", "message"}}` with 400 (malformed JSON or query), 401 (no or dead session, wrong
-password), 403 (the role may not), 404, 409, 422 (a value that breaks the rules), 429 (throttled,
-with Retry-After) or 503 (a backend did not answer); never a traceback. `ROUTES` is the one table
+password), 403 (the role may not), 404, 405 (with Allow), 409, 413 (a body over
+TOKENHUB_MAX_BODY_BYTES), 422 (a value that breaks the rules), 429 (throttled, with Retry-After) or
+503 (a backend did not answer); never a traceback. `ROUTES` is the one table
 the app registers and the authorization matrix test walks.
 """
 
@@ -144,6 +145,8 @@ def _guarded(
             return _error(exc.status, exc.code, exc.message)
         except Throttled as exc:
             return _error(429, exc.code, exc.message, {"Retry-After": str(max(1, exc.retry_after))})
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", "the body is larger than the gateway takes")
         except ValidationError as exc:
             # A value the public model let through and an internal request's model did not.
             return _error(422, "invalid_input", str(_invalid(exc)))

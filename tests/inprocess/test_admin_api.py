@@ -3,6 +3,7 @@ listing, vouchers, audit, summary, bad input. Small worlds, made per test."""
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -291,6 +292,12 @@ async def test_bad_input_is_a_json_4xx(trio: Trio) -> None:
     assert response.headers["Allow"] == "GET"
     assert (await response.json())["error"]["code"] == "method_not_allowed"
     assert (await call(trio, "GET", "/nothing/here", token))[0] == 404
+    huge = io.BytesIO(b'{"username": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    response = await trio.gateway.post(
+        "/admin/v1/users", data=huge, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "too_large"
 
 
 async def test_the_token_listing_filters_by_each_column(trio: Trio) -> None:
