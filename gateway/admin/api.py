@@ -151,7 +151,7 @@ def _guarded(
             # A value the public model let through and an internal request's model did not.
             return _error(422, "invalid_input", str(_invalid(exc)))
         except TokenHubError as exc:
-            status = exc.status if exc.status in {400, 401, 403, 404, 409, 410, 422, 429, 503} else 503
+            status = exc.status if exc.status in {400, 401, 403, 404, 409, 422, 429, 503} else 503
             code = "invalid_input" if exc.status == 400 else exc.code
             return _error(422 if exc.status == 400 else status, code, exc.message)
         except Exception:
