@@ -43,6 +43,7 @@ from gateway.admin.models import (
     TokenQuery,
     TokenRow,
     TreeNode,
+    TreeQuery,
     UserOut,
     UserQuery,
     VoucherCodes,
@@ -201,7 +202,8 @@ async def get_user(request: web.Request, caller: Caller) -> web.Response:
 
 
 async def user_tree(request: web.Request, caller: Caller) -> web.Response:
-    return _reply(await service.wialon_tree(request.app, caller))
+    query = _query(request, TreeQuery)
+    return _reply(await service.wialon_tree(request.app, caller, query.root))
 
 
 async def set_role(request: web.Request, caller: Caller) -> web.Response:
@@ -355,7 +357,12 @@ ROUTES: tuple[Route, ...] = (
         body=NewUser,
     ),
     signed(
-        "GET", "/users/tree", user_tree, "The users the caller reaches as a tree by parent", list[TreeNode]
+        "GET",
+        "/users/tree",
+        user_tree,
+        "The users the caller reaches (or one user's subtree) as a tree by parent",
+        list[TreeNode],
+        query=TreeQuery,
     ),
     signed("GET", _USER, get_user, "One user", UserOut),
     signed("PUT", _USER + "/role", set_role, "Change a user's role", UserOut, body=RoleChange),

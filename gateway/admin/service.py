@@ -338,11 +338,14 @@ async def reset_password(app: web.Application, caller: Caller, user_id: int) -> 
 MAX_TREE = 1000
 
 
-async def wialon_tree(app: web.Application, caller: Caller) -> list[TreeNode]:
+async def wialon_tree(app: web.Application, caller: Caller, root: int | None = None) -> list[TreeNode]:
     """The users the caller reaches (at most MAX_TREE), as a forest by parent: a user whose parent
-    the caller does not reach is a root."""
+    is not in it is a root. With `root`, only that user and those below it (a Wialon parent tree);
+    empty if the caller does not reach it."""
     page = await _registry(app).admin_list_users(
-        registry_api.ListUsers(actor_id=caller.user_id, client_addr=caller.client_addr, limit=MAX_TREE)
+        registry_api.ListUsers(
+            actor_id=caller.user_id, client_addr=caller.client_addr, limit=MAX_TREE, under=root
+        )
     )
     children: dict[int | None, list[registry_api.AdminUser]] = {}
     ids = {u.id for u in page.users}
