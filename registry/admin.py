@@ -125,7 +125,15 @@ class AdminStore:
             _, reach = await self._scope(conn, req.actor_id)
             q = None if req.q is None else like_pattern(req.q)
             rows = await conn.fetch(
-                Q["list_users"], reach, q, req.role, req.status, req.with_email, req.after_id, req.limit + 1
+                Q["list_users"],
+                reach,
+                q,
+                req.role,
+                req.status,
+                req.with_email,
+                req.after_id,
+                req.limit + 1,
+                req.under,
             )
         users = rows_as(api.AdminUser, rows)
         more = len(users) > req.limit

@@ -15,6 +15,7 @@ WHERE ($1::bigint[] IS NULL OR id = ANY($1))
   AND ($4::text IS NULL OR status = $4)
   AND (NOT $5::boolean OR email IS NOT NULL)
   AND id > $6
+  AND ($8::bigint IS NULL OR id = ANY(users_below($8)))
 ORDER BY id
 LIMIT $7;
 

@@ -27,6 +27,10 @@ from shared.secrets import Sealer
 from shared.settings import Settings
 from shared.web import CannotStart, base_app
 
+# Connections the admin API's pool opens at most (per registry process): people at a console, not
+# machines, call it.
+ADMIN_POOL_MAX = 4
+
 
 @web.middleware
 async def database_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -40,6 +44,7 @@ async def database_error_middleware(request: web.Request, handler: Handler) -> w
         if domain_error is None:
             raise
         await forget_connections(request.app[store_key].pool, exc)
+        await forget_connections(request.app[admin_store_key].pool, exc)
         raise domain_error from exc
 
 
@@ -54,8 +59,17 @@ async def postgres(app: web.Application) -> AsyncIterator[None]:
     app[voucher_store_key] = VoucherStore(pool, settings.pepper, Sealer.from_b64(settings.seal_key))
     app[zabbix_tokens_key] = ZabbixTokens(pool, settings.pepper)
     app[wialon_tokens_key] = WialonTokens(pool, settings.pepper, Sealer.from_b64(settings.seal_key))
-    app[admin_store_key] = AdminStore(pool, Sealer.from_b64(settings.seal_key))
+    # The admin API's queries have optional filters: a small pool of their own that plans each run
+    # for its values, while the dialects' hot paths keep their cached plans (shared/postgres.py).
+    admin_pool = await create_pool(
+        settings.database_url,
+        min(ADMIN_POOL_MAX, settings.db_pool_max),
+        settings.store_timeout,
+        custom_plans=True,
+    )
+    app[admin_store_key] = AdminStore(admin_pool, Sealer.from_b64(settings.seal_key))
     yield
+    await admin_pool.close()
     await pool.close()
 
 

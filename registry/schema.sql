@@ -126,20 +126,24 @@ CREATE FUNCTION token_status(t tokens) RETURNS text
     END
 $$;
 
--- 0006: the users an actor reaches (NULL: everyone; {0}: nobody).
+-- 0006: a user and everyone below it; the users an actor reaches (NULL: everyone; {0}: nobody).
+CREATE FUNCTION users_below(root bigint) RETURNS bigint[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    WITH RECURSIVE below (id) AS (
+        SELECT id FROM users WHERE id = root
+        UNION ALL
+        SELECT u.id FROM users u JOIN below b ON u.parent_id = b.id
+    ) CYCLE id SET looped USING path
+    SELECT coalesce(array_agg(DISTINCT id), '{}') FROM below WHERE NOT looped
+$$;
+
 CREATE FUNCTION users_reached(actor bigint) RETURNS bigint[]
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
     SELECT CASE
         WHEN a.role = 'super_admin' THEN NULL
-        WHEN a.role = 'admin' THEN (
-            WITH RECURSIVE below (id) AS (
-                SELECT a.id
-                UNION ALL
-                SELECT u.id FROM users u JOIN below b ON u.parent_id = b.id
-            ) CYCLE id SET looped USING path
-            SELECT array_agg(DISTINCT id) FROM below WHERE NOT looped
-        )
+        WHEN a.role = 'admin' THEN users_below(a.id)
         ELSE ARRAY[coalesce(a.id, 0)]
     END
     FROM (SELECT NULL::bigint AS id, NULL::text AS role) missing

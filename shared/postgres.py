@@ -265,11 +265,21 @@ async def connect(dsn: str, timeout: float) -> asyncpg.Connection:
     return await Hosts(dsn).connect(timeout=timeout)
 
 
-async def create_pool(dsn: str, max_size: int, timeout: float) -> asyncpg.Pool:
+async def create_pool(dsn: str, max_size: int, timeout: float, *, custom_plans: bool = False) -> asyncpg.Pool:
     """A pool that opens no connection up front, so a service starts (and reports "not ready")
     while Postgres is still coming up, and recovers by itself once it is back, on whichever of
-    DATABASE_URL's hosts is the primary then."""
+    DATABASE_URL's hosts is the primary then.
+
+    `custom_plans`: every run of a prepared statement is planned for its values
+    (`plan_cache_mode=force_custom_plan`), for queries with optional filters (`$1::bigint[] IS NULL
+    OR owner_id = ANY($1)`), whose generic plan must serve every value and so walks the whole table
+    (the admin listing's first page: 15 s generic, 0.4 ms custom, at 1,010,000 tokens). Not for the
+    dialects' hot paths: planning each run cost Zabbix's token check 335 µs against 105 µs
+    (docs/DECISIONS.md, Admin API)."""
     statement_timeout = timeout * 3
+    server_settings = {"statement_timeout": str(int(statement_timeout * 1000))}
+    if custom_plans:
+        server_settings["plan_cache_mode"] = "force_custom_plan"
     pool = await asyncpg.create_pool(
         dsn,
         min_size=0,
@@ -279,14 +289,8 @@ async def create_pool(dsn: str, max_size: int, timeout: float) -> asyncpg.Pool:
         # A second past the server's own bound (below): a server that is there answers a slow
         # statement first (QueryCanceledError), so a client-side timeout means one that is not.
         command_timeout=statement_timeout + 1,
-        # A statement whose client has gone stops on the server too. Custom plans always: queries
-        # with optional filters (`$1::bigint[] IS NULL OR owner_id = ANY($1)`) get a plan for the
-        # values given; a generic plan, which asyncpg's prepared statements switch to after five
-        # runs, must serve every value and walks the whole table (docs/DECISIONS.md, Admin API).
-        server_settings={
-            "statement_timeout": str(int(statement_timeout * 1000)),
-            "plan_cache_mode": "force_custom_plan",
-        },
+        # A statement whose client has gone stops on the server too.
+        server_settings=server_settings,
         init=_init_connection,
         reset=_keep_session,
     )

@@ -2,8 +2,9 @@
 
 Every route but `POST /admin/v1/sessions` needs `Authorization: Bearer <session>`. Errors are
 `{"error": {"code", "message"}}` with 400 (malformed JSON or query), 401 (no or dead session, wrong
-password), 403 (the role may not), 404, 409, 422 (a value that breaks the rules), 429 (throttled,
-with Retry-After) or 503 (a backend did not answer); never a traceback. `ROUTES` is the one table
+password), 403 (the role may not), 404, 405 (with Allow), 409, 413 (a body over
+TOKENHUB_MAX_BODY_BYTES), 422 (a value that breaks the rules), 429 (throttled, with Retry-After) or
+503 (a backend did not answer); never a traceback. `ROUTES` is the one table
 the app registers and the authorization matrix test walks.
 """
 
@@ -42,6 +43,7 @@ from gateway.admin.models import (
     TokenQuery,
     TokenRow,
     TreeNode,
+    TreeQuery,
     UserOut,
     UserQuery,
     VoucherCodes,
@@ -125,7 +127,7 @@ async def _caller(request: web.Request) -> Caller:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise _Refusal(401, "unauthorized", "sign in first: Authorization: Bearer <session>")
-    caller = await service.caller_from_session(request.app, token.strip())
+    caller = await service.caller_from_session(request.app, token.strip(), client_addr(request))
     if caller is None:
         raise _Refusal(401, "unauthorized", "the session has ended or never was; sign in again")
     return caller
@@ -144,11 +146,13 @@ def _guarded(
             return _error(exc.status, exc.code, exc.message)
         except Throttled as exc:
             return _error(429, exc.code, exc.message, {"Retry-After": str(max(1, exc.retry_after))})
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, "too_large", "the body is larger than the gateway takes")
         except ValidationError as exc:
             # A value the public model let through and an internal request's model did not.
             return _error(422, "invalid_input", str(_invalid(exc)))
         except TokenHubError as exc:
-            status = exc.status if exc.status in {400, 401, 403, 404, 409, 410, 422, 429, 503} else 503
+            status = exc.status if exc.status in {400, 401, 403, 404, 409, 422, 429, 503} else 503
             code = "invalid_input" if exc.status == 400 else exc.code
             return _error(422 if exc.status == 400 else status, code, exc.message)
         except Exception:
@@ -198,7 +202,8 @@ async def get_user(request: web.Request, caller: Caller) -> web.Response:
 
 
 async def user_tree(request: web.Request, caller: Caller) -> web.Response:
-    return _reply(await service.wialon_tree(request.app, caller))
+    query = _query(request, TreeQuery)
+    return _reply(await service.wialon_tree(request.app, caller, query.root))
 
 
 async def set_role(request: web.Request, caller: Caller) -> web.Response:
@@ -352,7 +357,12 @@ ROUTES: tuple[Route, ...] = (
         body=NewUser,
     ),
     signed(
-        "GET", "/users/tree", user_tree, "The users the caller reaches as a tree by parent", list[TreeNode]
+        "GET",
+        "/users/tree",
+        user_tree,
+        "The users the caller reaches (or one user's subtree) as a tree by parent",
+        list[TreeNode],
+        query=TreeQuery,
     ),
     signed("GET", _USER, get_user, "One user", UserOut),
     signed("PUT", _USER + "/role", set_role, "Change a user's role", UserOut, body=RoleChange),

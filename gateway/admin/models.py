@@ -137,6 +137,11 @@ class RevokedOut(Out):
     api_keys: int  # deleted
 
 
+class TreeQuery(Request):
+    # The tree below this user (itself included); None: every user the caller reaches.
+    root: Id | None = None
+
+
 class TreeNode(Out):
     id: int
     username: str

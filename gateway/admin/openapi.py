@@ -34,6 +34,7 @@ ERRORS = {
     "404": "Not there, or out of the caller's reach (`not_found`)",
     "405": "The path takes other methods (`method_not_allowed`; `Allow` names them)",
     "409": "In conflict with what exists (`conflict`)",
+    "413": "A body over `TOKENHUB_MAX_BODY_BYTES` (`too_large`)",
     "422": "A value breaks the rules (`invalid_input`; the message names the field)",
     "429": "Too many failed sign-ins (`throttled`, with `Retry-After`)",
     "503": "A backend did not answer in time (`unavailable`)",

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -81,6 +81,9 @@ class Caller:
     user_id: int
     username: str
     role: Role
+    # Where the caller's request came from, for the audit log's rows of what it changes ("-" or None
+    # when unknown). Not part of who the caller is.
+    client_addr: str | None = field(default=None, compare=False)
 
 
 def _registry(app: web.Application) -> RegistryClient:
@@ -171,11 +174,14 @@ async def sign_in(app: web.Application, username: str, password: str, client_add
         # Guests have no console, as they have no Zabbix API access; the session must not outlive this.
         await _issuer(app).end_session(SESSION_REALM, opened.session_id)
         raise BadCredentials("incorrect user name or password")
-    return opened.session_id, Caller(opened.user.id, opened.user.username, opened.user.role)
+    return opened.session_id, Caller(opened.user.id, opened.user.username, opened.user.role, client_addr)
 
 
-async def caller_from_session(app: web.Application, token: str) -> Caller | None:
-    """The caller of a live admin session (sliding its idle timeout); None if it is not one."""
+async def caller_from_session(
+    app: web.Application, token: str, client_addr: str | None = None
+) -> Caller | None:
+    """The caller of a live admin session (sliding its idle timeout); None if it is not one.
+    `client_addr` (gateway.dialects.common.client_addr of the request) goes to the audit log."""
     if not 1 <= len(token) <= 128:
         return None
     try:
@@ -184,7 +190,7 @@ async def caller_from_session(app: web.Application, token: str) -> Caller | None
         return None
     if info.user.role == "guest" or info.user.status != "active":
         return None
-    return Caller(info.user.id, info.user.username, info.user.role)
+    return Caller(info.user.id, info.user.username, info.user.role, client_addr)
 
 
 async def sign_out(app: web.Application, token: str) -> None:
@@ -199,7 +205,9 @@ async def sign_out(app: web.Application, token: str) -> None:
 async def summary(app: web.Application, caller: Caller) -> SummaryOut:
     """Counts per kind and status, the last 24 hours by hour (every hour present, oldest first),
     and the sweeper's last pass."""
-    got = await _registry(app).admin_summary(registry_api.Acting(actor_id=caller.user_id))
+    got = await _registry(app).admin_summary(
+        registry_api.Acting(actor_id=caller.user_id, client_addr=caller.client_addr)
+    )
     last_pass = await _issuer(app).sweeper_last_pass()
     by_hour = {hour.hour: hour for hour in got.hourly}
     now_hour = got.counted_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -226,6 +234,7 @@ async def list_users(app: web.Application, caller: Caller, query: UserQuery) -> 
     page = await _registry(app).admin_list_users(
         registry_api.ListUsers(
             actor_id=caller.user_id,
+            client_addr=caller.client_addr,
             q=query.q,
             role=query.role,
             status=query.status,
@@ -243,7 +252,7 @@ async def get_user(app: web.Application, caller: Caller, user_id: int) -> UserOu
     return _as(
         UserOut,
         await _registry(app).admin_get_user(
-            registry_api.UserAction(actor_id=caller.user_id, user_id=user_id)
+            registry_api.UserAction(actor_id=caller.user_id, client_addr=caller.client_addr, user_id=user_id)
         ),
     )
 
@@ -254,6 +263,7 @@ async def create_user(app: web.Application, caller: Caller, new: NewUser) -> Cre
     created = await _registry(app).admin_create_user(
         registry_api.CreateUser(
             actor_id=caller.user_id,
+            client_addr=caller.client_addr,
             username=new.username,
             role=new.role,
             email=new.email,
@@ -266,7 +276,9 @@ async def create_user(app: web.Application, caller: Caller, new: NewUser) -> Cre
 
 async def set_role(app: web.Application, caller: Caller, user_id: int, role: Role) -> UserOut:
     changed = await _registry(app).admin_set_role(
-        registry_api.SetRole(actor_id=caller.user_id, user_id=user_id, role=role)
+        registry_api.SetRole(
+            actor_id=caller.user_id, client_addr=caller.client_addr, user_id=user_id, role=role
+        )
     )
     return _as(UserOut, changed)
 
@@ -276,7 +288,9 @@ async def disable_user(app: web.Application, caller: Caller, user_id: int) -> Us
     `tokenhub users disable`: the registry first, then the issuer's account state and the message
     that drops every gateway's cached verifications of the account."""
     changed = await _registry(app).admin_set_status(
-        registry_api.SetStatus(actor_id=caller.user_id, user_id=user_id, status="disabled")
+        registry_api.SetStatus(
+            actor_id=caller.user_id, client_addr=caller.client_addr, user_id=user_id, status="disabled"
+        )
     )
     await _issuer(app).end_account(user_id, disabled=True)
     return _as(UserOut, changed)
@@ -284,7 +298,9 @@ async def disable_user(app: web.Application, caller: Caller, user_id: int) -> Us
 
 async def enable_user(app: web.Application, caller: Caller, user_id: int) -> UserOut:
     changed = await _registry(app).admin_set_status(
-        registry_api.SetStatus(actor_id=caller.user_id, user_id=user_id, status="active")
+        registry_api.SetStatus(
+            actor_id=caller.user_id, client_addr=caller.client_addr, user_id=user_id, status="active"
+        )
     )
     await _issuer(app).enable_account(user_id)
     return _as(UserOut, changed)
@@ -293,7 +309,7 @@ async def enable_user(app: web.Application, caller: Caller, user_id: int) -> Use
 async def revoke_user(app: web.Application, caller: Caller, user_id: int) -> RevokedOut:
     """End every session and pair, disable Zabbix API tokens, delete Wialon tokens and API keys."""
     revoked = await _registry(app).admin_revoke_user(
-        registry_api.UserAction(actor_id=caller.user_id, user_id=user_id)
+        registry_api.UserAction(actor_id=caller.user_id, client_addr=caller.client_addr, user_id=user_id)
     )
     # The new epoch ends every session, the deleted Wialon tokens' included; the message drops every
     # gateway's cached checks of the account's API tokens and keys.
@@ -310,7 +326,9 @@ async def reset_password(app: web.Application, caller: Caller, user_id: int) -> 
     """A new generated password, returned once; the user's sessions and pairs end."""
     password = new_urlsafe_secret(12)
     await _registry(app).admin_set_password(
-        registry_api.SetPassword(actor_id=caller.user_id, user_id=user_id, password=password)
+        registry_api.SetPassword(
+            actor_id=caller.user_id, client_addr=caller.client_addr, user_id=user_id, password=password
+        )
     )
     await _issuer(app).end_account(user_id, disabled=None)
     return password
@@ -320,11 +338,14 @@ async def reset_password(app: web.Application, caller: Caller, user_id: int) -> 
 MAX_TREE = 1000
 
 
-async def wialon_tree(app: web.Application, caller: Caller) -> list[TreeNode]:
+async def wialon_tree(app: web.Application, caller: Caller, root: int | None = None) -> list[TreeNode]:
     """The users the caller reaches (at most MAX_TREE), as a forest by parent: a user whose parent
-    the caller does not reach is a root."""
+    is not in it is a root. With `root`, only that user and those below it (a Wialon parent tree);
+    empty if the caller does not reach it."""
     page = await _registry(app).admin_list_users(
-        registry_api.ListUsers(actor_id=caller.user_id, limit=MAX_TREE)
+        registry_api.ListUsers(
+            actor_id=caller.user_id, client_addr=caller.client_addr, limit=MAX_TREE, under=root
+        )
     )
     children: dict[int | None, list[registry_api.AdminUser]] = {}
     ids = {u.id for u in page.users}
@@ -351,6 +372,7 @@ async def list_tokens(app: web.Application, caller: Caller, query: TokenQuery) -
     page = await _registry(app).admin_list_tokens(
         registry_api.ListTokens(
             actor_id=caller.user_id,
+            client_addr=caller.client_addr,
             **query.model_dump(exclude={"cursor"}),
             after_at=after_at,
             after_id=after_id,
@@ -378,7 +400,7 @@ async def _after_change(app: web.Application, changed: registry_api.TokensChange
 async def revoke_tokens(app: web.Application, caller: Caller, ids: TokenIds) -> BulkResult:
     """Zabbix: disabled; Wialon: deleted (it has no disabled state); voucher: annulled."""
     changed = await _registry(app).admin_revoke_tokens(
-        registry_api.TokenIds(actor_id=caller.user_id, ids=ids.ids)
+        registry_api.TokenIds(actor_id=caller.user_id, client_addr=caller.client_addr, ids=ids.ids)
     )
     return await _after_change(app, changed)
 
@@ -386,7 +408,7 @@ async def revoke_tokens(app: web.Application, caller: Caller, ids: TokenIds) -> 
 async def delete_tokens(app: web.Application, caller: Caller, ids: TokenIds) -> BulkResult:
     """Zabbix and Wialon tokens are deleted; vouchers soft-deleted (as the hotspot's deletetokens)."""
     changed = await _registry(app).admin_delete_tokens(
-        registry_api.TokenIds(actor_id=caller.user_id, ids=ids.ids)
+        registry_api.TokenIds(actor_id=caller.user_id, client_addr=caller.client_addr, ids=ids.ids)
     )
     return await _after_change(app, changed)
 
@@ -397,7 +419,9 @@ async def delete_tokens(app: web.Application, caller: Caller, ids: TokenIds) -> 
 async def list_apps(app: web.Application, caller: Caller) -> list[AppOut]:
     return [
         _as(AppOut, a)
-        for a in await _registry(app).admin_list_apps(registry_api.ListApps(actor_id=caller.user_id))
+        for a in await _registry(app).admin_list_apps(
+            registry_api.ListApps(actor_id=caller.user_id, client_addr=caller.client_addr)
+        )
     ]
 
 
@@ -405,6 +429,7 @@ async def create_app(app: web.Application, caller: Caller, new: NewApp) -> AppOu
     created = await _registry(app).admin_create_app(
         registry_api.CreateApp(
             actor_id=caller.user_id,
+            client_addr=caller.client_addr,
             app_id=new.app_id,
             name=new.name or new.app_id,
             daily_quota=new.daily_quota,
@@ -417,7 +442,9 @@ async def create_app(app: web.Application, caller: Caller, new: NewApp) -> AppOu
 
 async def update_app(app: web.Application, caller: Caller, app_id: str, change: AppUpdate) -> AppOut:
     updated = await _registry(app).admin_update_app(
-        registry_api.UpdateApp(actor_id=caller.user_id, app_id=app_id, **change.model_dump())
+        registry_api.UpdateApp(
+            actor_id=caller.user_id, client_addr=caller.client_addr, app_id=app_id, **change.model_dump()
+        )
     )
     return _as(AppOut, updated)
 
@@ -427,7 +454,12 @@ async def app_usage(app: web.Application, caller: Caller, app_id: str) -> AppUsa
     (the ChatApp login), at most issuer.MAX_USAGE_ACCOUNTS of them; those with any use, most first."""
     the_app = await _registry(app).get_app(app_id)
     page = await _registry(app).admin_list_users(
-        registry_api.ListUsers(actor_id=caller.user_id, with_email=True, limit=issuer_api.MAX_USAGE_ACCOUNTS)
+        registry_api.ListUsers(
+            actor_id=caller.user_id,
+            client_addr=caller.client_addr,
+            with_email=True,
+            limit=issuer_api.MAX_USAGE_ACCOUNTS,
+        )
     )
     by_id = {u.id: u for u in page.users}
     accounts: list[AccountUsage] = []
@@ -481,6 +513,7 @@ async def list_vouchers(app: web.Application, caller: Caller, query: VoucherQuer
     found = await _registry(app).search_vouchers(
         voucher_api.SearchVouchers(
             actor_id=caller.user_id,
+            client_addr=caller.client_addr,
             used=query.used,
             repaid=query.repaid,
             multi_use=query.multiple,
@@ -499,6 +532,7 @@ async def create_vouchers(app: web.Application, caller: Caller, new: NewVouchers
     made = await _registry(app).create_vouchers(
         voucher_api.CreateVouchers(
             actor_id=caller.user_id,
+            client_addr=caller.client_addr,
             count=new.count,
             multi_use=new.multiple,
             lifetime_s=new.lifetime,
@@ -510,14 +544,14 @@ async def create_vouchers(app: web.Application, caller: Caller, new: NewVouchers
 
 async def annul_vouchers(app: web.Application, caller: Caller, codes: VoucherCodes) -> VoucherResult:
     done = await _registry(app).repay_vouchers(
-        voucher_api.VoucherCodes(actor_id=caller.user_id, codes=codes.codes)
+        voucher_api.VoucherCodes(actor_id=caller.user_id, client_addr=caller.client_addr, codes=codes.codes)
     )
     return VoucherResult(done=done.repaid, not_found=done.not_found)
 
 
 async def delete_vouchers(app: web.Application, caller: Caller, codes: VoucherCodes) -> VoucherResult:
     done = await _registry(app).delete_vouchers(
-        voucher_api.VoucherCodes(actor_id=caller.user_id, codes=codes.codes)
+        voucher_api.VoucherCodes(actor_id=caller.user_id, client_addr=caller.client_addr, codes=codes.codes)
     )
     return VoucherResult(done=done.deleted, not_found=done.not_found)
 
@@ -531,6 +565,7 @@ async def list_audit(app: web.Application, caller: Caller, query: AuditQuery) ->
     page = await _registry(app).admin_list_audit(
         registry_api.ListAudit(
             actor_id=caller.user_id,
+            client_addr=caller.client_addr,
             user_id=query.user_id,
             event=query.event,
             since=query.since,

@@ -20,22 +20,28 @@ CREATE FUNCTION token_status(t tokens) RETURNS text
     END
 $$;
 
+-- A user and every user below it in the parent chain (Wialon's sub-users); {} for no such user.
+-- CYCLE stops the walk should the chain ever loop.
+CREATE FUNCTION users_below(root bigint) RETURNS bigint[]
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    WITH RECURSIVE below (id) AS (
+        SELECT id FROM users WHERE id = root
+        UNION ALL
+        SELECT u.id FROM users u JOIN below b ON u.parent_id = b.id
+    ) CYCLE id SET looped USING path
+    SELECT coalesce(array_agg(DISTINCT id), '{}') FROM below WHERE NOT looped
+$$;
+
 -- The users an actor reaches: NULL for a super_admin (everyone), itself and every user below it in
 -- the parent chain for an admin (Wialon's sub-users), itself alone for anyone else; {0} (nobody: ids
--- start at 1) for an unknown actor, never NULL. CYCLE stops the walk should the chain ever loop.
+-- start at 1) for an unknown actor, never NULL.
 CREATE FUNCTION users_reached(actor bigint) RETURNS bigint[]
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
     SELECT CASE
         WHEN a.role = 'super_admin' THEN NULL
-        WHEN a.role = 'admin' THEN (
-            WITH RECURSIVE below (id) AS (
-                SELECT a.id
-                UNION ALL
-                SELECT u.id FROM users u JOIN below b ON u.parent_id = b.id
-            ) CYCLE id SET looped USING path
-            SELECT array_agg(DISTINCT id) FROM below WHERE NOT looped
-        )
+        WHEN a.role = 'admin' THEN users_below(a.id)
         ELSE ARRAY[coalesce(a.id, 0)]
     END
     FROM (SELECT NULL::bigint AS id, NULL::text AS role) missing

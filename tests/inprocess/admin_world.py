@@ -71,10 +71,12 @@ async def make_user(trio: Trio, by: str, name: str, role: str, parent_id: int | 
 async def make_world(trio: Trio) -> World:
     tag = secrets.token_hex(3)
     root = await sign_in(trio, "Admin", ADMIN_PASSWORD)
+    # One tree: the super admin at its root (so `/users/tree?root=` shows the whole world), the two
+    # admins below it, a user below each.
     super_admin = await make_user(trio, root, f"sa-{tag}", "super_admin", 0)
-    admin = await make_user(trio, root, f"ad-{tag}", "admin", 0)
+    admin = await make_user(trio, root, f"ad-{tag}", "admin", super_admin.id)
     user = await make_user(trio, admin.token, f"us-{tag}", "user")
-    other_admin = await make_user(trio, root, f"oa-{tag}", "admin", 0)
+    other_admin = await make_user(trio, root, f"oa-{tag}", "admin", super_admin.id)
     stranger = await make_user(trio, other_admin.token, f"st-{tag}", "user")
     return World(root, super_admin, admin, user, other_admin, stranger, tag)
 

@@ -3,6 +3,7 @@ listing, vouchers, audit, summary, bad input. Small worlds, made per test."""
 
 from __future__ import annotations
 
+import io
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +62,14 @@ async def test_disabling_a_user_refuses_every_credential_and_enabling_lets_it_si
     assert status == 401
     assert (await call(trio, "POST", f"/users/{world.user.id}/enable", world.admin.token))[0] == 200
     await sign_in(trio, world.user.username)
+    # Who did it, to whom, from where.
+    _, events = await call(
+        trio, "GET", "/audit", world.admin.token, user_id=str(world.user.id), event="user_disabled"
+    )
+    (disabled,) = events["items"]
+    assert (disabled["actor_id"], disabled["subject_id"]) == (world.admin.id, world.user.id)
+    assert disabled["client_addr"] == "127.0.0.1"
+    assert disabled["details"] == {"was": "active", "via": "admin"}
 
 
 async def test_revoking_a_user_ends_its_sessions_and_disables_its_api_tokens(trio: Trio) -> None:
@@ -283,6 +292,12 @@ async def test_bad_input_is_a_json_4xx(trio: Trio) -> None:
     assert response.headers["Allow"] == "GET"
     assert (await response.json())["error"]["code"] == "method_not_allowed"
     assert (await call(trio, "GET", "/nothing/here", token))[0] == 404
+    huge = io.BytesIO(b'{"username": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+    response = await trio.gateway.post(
+        "/admin/v1/users", data=huge, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "too_large"
 
 
 async def test_the_token_listing_filters_by_each_column(trio: Trio) -> None:

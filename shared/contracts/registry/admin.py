@@ -57,6 +57,7 @@ class ListUsers(Acting):
     role: Role | None = None
     status: UserStatus | None = None
     with_email: bool = False
+    under: Id | None = None  # only this user and those below it (a Wialon parent tree's root)
     after_id: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0
     limit: PageSize = 50
 
