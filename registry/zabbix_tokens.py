@@ -46,7 +46,7 @@ from shared.errors import (
     Refused,
     TooManyRows,
 )
-from shared.postgres import Connection, row_as, rows_as
+from shared.postgres import Connection, plan_for_values, row_as, rows_as
 from shared.secrets import lookup_hash, new_hex_secret
 from shared.sqlfile import load_queries
 
@@ -272,6 +272,7 @@ class ZabbixTokens:
     async def create(self, req: CreateRequest) -> list[int]:
         pairs = [(t.owner_id, t.name) for t in req.tokens]
         async with self.pool.acquire() as conn, conn.transaction():
+            await plan_for_values(conn)  # the batch may hold 1 token or 10,000
             super_admin = await self._actor(conn, req.actor_id)
             owners = [t.owner_id for t in req.tokens]
             existing = {row.id for row in rows_as(_Id, await conn.fetch(Q["existing_owners"], owners))}
@@ -304,6 +305,7 @@ class ZabbixTokens:
     async def update(self, req: UpdateRequest) -> list[int]:
         ids = [t.id for t in req.tokens]
         async with self.pool.acquire() as conn, conn.transaction():
+            await plan_for_values(conn)  # the batch may hold 1 token or 10,000
             super_admin = await self._actor(conn, req.actor_id)
             owners = await self._lock_visible(conn, req.actor_id, ids, super_admin)
             _refuse_repeats([None if t.name is None else (owners[t.id], t.name) for t in req.tokens])

@@ -265,6 +265,14 @@ async def connect(dsn: str, timeout: float) -> asyncpg.Connection:
     return await Hosts(dsn).connect(timeout=timeout)
 
 
+async def plan_for_values(conn: Connection | asyncpg.Connection) -> None:
+    """For the rest of this transaction, every statement is planned for its values, never with a
+    cached generic plan. For statements over arrays of any length (a Zabbix batch of 1 or of 10,000
+    names): after five runs Postgres may keep a generic plan that assumes a few elements, and one
+    kept from small batches ran a 5,001-name `name_clashes` past the statement timeout."""
+    await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
 async def create_pool(dsn: str, max_size: int, timeout: float, *, custom_plans: bool = False) -> asyncpg.Pool:
     """A pool that opens no connection up front, so a service starts (and reports "not ready")
     while Postgres is still coming up, and recovers by itself once it is back, on whichever of
