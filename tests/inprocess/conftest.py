@@ -11,6 +11,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -83,3 +84,13 @@ async def trio(database_url: str, redis_server: str, redis_prefix: str) -> Async
         await gateway.close()
         await issuer.close()
         await registry.close()
+
+
+@pytest.fixture
+async def raw(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of the test's own, to hold a transaction open while the registry works."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()

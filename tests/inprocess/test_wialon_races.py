@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -21,15 +20,6 @@ FILLER = """
 INSERT INTO tokens (kind, owner_id, secret_hash, name, flags, lifetime_s)
 SELECT 'wialon', $1, decode(md5($2 || g::text), 'hex'), 'filler', 256, 0 FROM generate_series(1, $3) g
 """
-
-
-@pytest.fixture
-async def raw(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def test_a_create_that_waited_for_the_100th_token_is_refused(

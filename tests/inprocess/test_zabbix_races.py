@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import Coroutine
 from typing import TypeVar
 
 import asyncpg
@@ -26,16 +26,6 @@ from tests.inprocess.test_zabbix_inprocess import rpc
 
 T = TypeVar("T")
 ADMIN_ID = 1
-
-
-@pytest.fixture
-async def raw(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A connection of the test's own, to hold a transaction open while the registry works."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 async def waiting_for_locks(conn: asyncpg.Connection) -> int:
