@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright
 
+from gateway.keys import verification_counter_key
 from tests.conftest import ADMIN_PASSWORD, ROOT
 from tests.inprocess.chatapp_world import add_account
 from tests.inprocess.conftest import Trio
@@ -158,7 +159,13 @@ async def test_sign_in_as_admin(page: Page, world: World) -> None:
     await page.keyboard.press("Enter")
     assert await page.evaluate("document.activeElement.id") == "main"
     assert await page.locator("h1").inner_text() == "Overview"
-    assert await page.locator("svg.th-chart polyline").count() == 2
+    # Issuance, verifications (accepted) and failed logins, each with its key in the legend.
+    assert await page.locator("svg.th-chart polyline").count() == 3
+    assert await page.locator("svg.th-chart .th-legend").all_text_contents() == [
+        "Issued",
+        "Verifications (accepted)",
+        "Failed logins",
+    ]
 
 
 async def test_create_a_user(page: Page, world: World, trio: Trio) -> None:
@@ -338,7 +345,9 @@ async def test_find_the_failed_logins_in_the_audit_page(page: Page, world: World
     assert "disabled" in await page.locator("table.audit tbody").inner_text()
 
 
-async def test_the_overview_counts_what_the_flows_made(page: Page, world: World) -> None:
+async def test_the_overview_counts_what_the_flows_made(page: Page, world: World, trio: Trio) -> None:
+    # The flows' credential checks, flushed now rather than at the gateway's next 5 s tick.
+    await trio.gateway.app[verification_counter_key].flush()
     # A super_admin's summary is a count over every token, reused by the registry for 10 s.
     zabbix = page.locator("table tbody tr", has_text="zabbix").locator("td.num").last
     deadline = time.monotonic() + 12
@@ -351,6 +360,9 @@ async def test_the_overview_counts_what_the_flows_made(page: Page, world: World)
     assert int(await vouchers.inner_text()) >= 20
     issued = page.locator(".tile .big").first
     assert int(await issued.inner_text()) >= 71
+    verified = page.locator(".tile .big").nth(1)
+    assert int(await verified.inner_text()) > 0
+    assert await page.locator("svg.th-chart polyline").count() == 3
     await screenshot(page, "overview")
     # The README's picture of the console (docs/console.png) is a copy of this one.
     await page.screenshot(path=str(SCREENSHOTS / "console.png"))
