@@ -521,7 +521,8 @@ def _voucher(v: voucher_api.Voucher) -> VoucherOut:
 
 
 async def list_vouchers(app: web.Application, caller: Caller, query: VoucherQuery) -> list[VoucherOut]:
-    """As the hotspot's gettokens: the caller's vouchers (a super_admin's: everyone's), oldest first."""
+    """As the hotspot's gettokens: the caller's vouchers (a super_admin's: everyone's), but newest
+    first (a front desk wants the batch it just made on the first page); paged by limit/offset."""
     found = await _registry(app).search_vouchers(
         voucher_api.SearchVouchers(
             actor_id=caller.user_id,
@@ -534,6 +535,7 @@ async def list_vouchers(app: web.Application, caller: Caller, query: VoucherQuer
             external_ref=query.u_id,
             limit=query.limit,
             offset=query.offset,
+            newest_first=True,
         )
     )
     return [_voucher(v) for v in found]
