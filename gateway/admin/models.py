@@ -297,6 +297,8 @@ class AuditRow(Out):
     kind: str | None
     client_addr: str | None
     details: dict[str, JsonValue]
+    actor_name: str | None  # the actor's username, where the caller reaches it
+    subject_name: str | None  # the subject's username, likewise
 
 
 # --- summary --------------------------------------------------------------------------------------

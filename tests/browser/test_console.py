@@ -339,7 +339,13 @@ async def test_find_the_failed_logins_in_the_audit_page(page: Page, world: World
     rows = page.locator("table.audit tbody tr", has_text="login_failed")
     assert await rows.count() >= 1
     assert "127.0.0.1" in await rows.first.inner_text()
+    # The subject is named, not a bare id (the row's link filters by that user).
+    subject = rows.first.locator("td a[href='/console/audit?user_id=1']")
+    assert "Admin" in await subject.all_inner_texts()
     await screenshot(page, "audit")
+    # The disabled user's rows name it too.
+    await page.goto(f"{world.base}/console/audit?user_id={world.user_id}")
+    assert world.username in await page.locator("table.audit tbody").inner_text()
     # And the disabled user's refused logins, with the reason the dialects do not tell.
     await page.goto(f"{world.base}/console/audit?event=login_failed&user_id={world.user_id}")
     assert "disabled" in await page.locator("table.audit tbody").inner_text()

@@ -235,6 +235,26 @@ async def test_audit_filters_newest_first_with_failed_logins(trio: Trio) -> None
     assert other["items"] == []
 
 
+async def test_audit_rows_name_the_accounts_the_caller_reaches(trio: Trio) -> None:
+    world = await make_world(trio)
+    names = {world.admin.id: world.admin.username, world.user.id: world.user.username}
+    _, page = await call(trio, "GET", "/audit", world.admin.token, user_id=str(world.user.id))
+    assert page["items"]
+    for row in page["items"]:
+        assert row["subject_name"] == names.get(row["subject_id"]), row
+        assert row["actor_name"] == names.get(row["actor_id"]), row
+    # The admin's own creation, by the super admin above it: the admin does not reach that account,
+    # so its row has the id alone; the super admin sees both names.
+    _, own = await call(trio, "GET", "/audit", world.admin.token, user_id=str(world.admin.id))
+    created = [r for r in own["items"] if r["event"] == "user_created" and r["subject_id"] == world.admin.id]
+    assert created
+    assert all(r["actor_name"] is None and r["subject_name"] == world.admin.username for r in created)
+    _, seen = await call(trio, "GET", "/audit", world.root, user_id=str(world.admin.id))
+    by_root = [r for r in seen["items"] if r["id"] in {c["id"] for c in created}]
+    assert by_root
+    assert all(r["actor_name"] == "Admin" for r in by_root)
+
+
 async def test_summary_counts_what_the_caller_reaches(trio: Trio) -> None:
     world = await make_world(trio)
     await call(trio, "POST", "/vouchers", world.user.token, json={"count": 4})
