@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import cast
 
 import redis.exceptions
@@ -53,17 +53,11 @@ class VerificationCounter:
         bucket = (int(time.time()) // 3600, ACCEPTED if accepted else REFUSED)
         self._counts[bucket] = self._counts.get(bucket, 0) + 1
 
-    @contextlib.contextmanager
-    def checking(self) -> Iterator[None]:
+    def checking(self) -> _Checking:
         """Count the check the block makes: accepted if it returns, refused if it raises, unless
-        the error is a backend that did not answer (that was no verdict)."""
-        try:
-            yield
-        except Exception as exc:
-            if not _no_verdict(exc):
-                self.count(False)
-            raise
-        self.count(True)
+        the error is a backend that did not answer (that was no verdict). A plain class rather than
+        a generator-based context manager: a fraction of a microsecond a check."""
+        return _Checking(self)
 
     async def flush(self) -> None:
         """Add the counts so far to Redis (one pipeline); never raises for Redis."""
@@ -107,6 +101,22 @@ class VerificationCounter:
             if reply is not None:
                 found.setdefault(hour, {})[outcome] = int(reply)
         return found
+
+
+class _Checking:
+    __slots__ = ("_counter",)
+
+    def __init__(self, counter: VerificationCounter) -> None:
+        self._counter = counter
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            self._counter.count(True)
+        elif isinstance(exc, Exception) and not _no_verdict(exc):
+            self._counter.count(False)
 
 
 def _no_verdict(exc: BaseException) -> bool:
