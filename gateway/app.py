@@ -9,9 +9,10 @@ from aiohttp import web
 
 from gateway.backends import Backends
 from gateway.console import setup_console
-from gateway.keys import backends_key, settings_key, verification_cache_key
+from gateway.keys import backends_key, settings_key, verification_cache_key, verification_counter_key
 from gateway.routes import setup_routes
 from gateway.verification_cache import running_cache
+from gateway.verification_stats import running_counter
 from shared.balancer import Resolver, resolve_with_dns
 from shared.settings import Settings
 from shared.web import base_app, metrics_listener
@@ -31,6 +32,13 @@ def backends(resolver: Resolver) -> Callable[[web.Application], AsyncIterator[No
 async def verification_cache(app: web.Application) -> AsyncIterator[None]:
     async with running_cache(app[settings_key]) as cache:
         app[verification_cache_key] = cache
+        yield
+
+
+async def verification_counter(app: web.Application) -> AsyncIterator[None]:
+    """Verifications per hour, flushed to Redis every few seconds and once more at shutdown."""
+    async with running_counter(app[settings_key]) as counter:
+        app[verification_counter_key] = counter
         yield
 
 
@@ -61,6 +69,7 @@ async def create_app(
             ),
             backends(resolver),
             verification_cache,
+            verification_counter,
         ]
     )
     setup_routes(app)

@@ -87,17 +87,28 @@ WHERE app_id = $1
 RETURNING app_id, name, daily_quota, access_ttl, refresh_ttl;
 
 -- name: list_audit
--- Someone other than a super_admin sees the events by or about the users it reaches.
-SELECT id, at, event, actor_id, subject_id, token_id, kind, client_addr, details
-FROM audit_log
-WHERE ($1::bigint[] IS NULL OR actor_id = ANY($1) OR subject_id = ANY($1))
-  AND ($2::bigint IS NULL OR actor_id = $2 OR subject_id = $2)
-  AND ($3::text IS NULL OR event = $3)
-  AND ($4::timestamptz IS NULL OR at >= $4)
-  AND ($5::timestamptz IS NULL OR at < $5)
-  AND ($6::timestamptz IS NULL OR (at, id) < ($6, $7::bigint))
-ORDER BY at DESC, id DESC
-LIMIT $8;
+-- Someone other than a super_admin sees the events by or about the users it reaches. The page is
+-- picked first, then its rows' actor and subject names are joined (two primary-key lookups a row,
+-- one statement); a name is given only for a user the actor reaches (an id alone tells no more than
+-- the row itself), and none for an account that no longer exists.
+SELECT e.id, e.at, e.event, e.actor_id, e.subject_id, e.token_id, e.kind, e.client_addr, e.details,
+       CASE WHEN $1::bigint[] IS NULL OR ua.id = ANY($1) THEN ua.username END AS actor_name,
+       CASE WHEN $1::bigint[] IS NULL OR us.id = ANY($1) THEN us.username END AS subject_name
+FROM (
+    SELECT id, at, event, actor_id, subject_id, token_id, kind, client_addr, details
+    FROM audit_log
+    WHERE ($1::bigint[] IS NULL OR actor_id = ANY($1) OR subject_id = ANY($1))
+      AND ($2::bigint IS NULL OR actor_id = $2 OR subject_id = $2)
+      AND ($3::text IS NULL OR event = $3)
+      AND ($4::timestamptz IS NULL OR at >= $4)
+      AND ($5::timestamptz IS NULL OR at < $5)
+      AND ($6::timestamptz IS NULL OR (at, id) < ($6, $7::bigint))
+    ORDER BY at DESC, id DESC
+    LIMIT $8
+) e
+LEFT JOIN users ua ON ua.id = e.actor_id
+LEFT JOIN users us ON us.id = e.subject_id
+ORDER BY e.at DESC, e.id DESC;
 
 -- name: count_tokens
 SELECT t.kind, token_status(t) AS status, count(*) AS count

@@ -38,6 +38,13 @@ from shared.secrets import Sealer, lookup_hash
 from shared.sqlfile import load_queries
 
 Q = load_queries(Path(__file__).with_name("vouchers.sql"))
+# The listings newest first (the admin API's order): the same statements with every ORDER BY reversed,
+# so each still walks its index, backwards.
+_SEARCHES = ("search_owner", "search_all", "search_by_code", "search_by_ref")
+NEWEST_FIRST = {
+    name: Q[name].replace("ORDER BY t.id", "ORDER BY t.id DESC").replace("ORDER BY id", "ORDER BY id DESC")
+    for name in _SEARCHES
+}
 
 KIND = "voucher"
 CODE_DIGITS = 10
@@ -208,28 +215,30 @@ class VoucherStore:
     # --- gettokens -----------------------------------------------------------------------------
 
     async def search(self, f: SearchVouchers) -> list[Voucher]:
-        """Live vouchers the actor may see that pass the filters, in creation order, one page."""
+        """Live vouchers the actor may see that pass the filters, in creation order (or newest first),
+        one page."""
         flags = (f.used, f.repaid, f.multi_use, f.has_lifetime)
+        q = NEWEST_FIRST if f.newest_first else Q
         async with self.pool.acquire() as conn:
             # The driving condition picks the query, so each has a plan that uses its index.
             if f.code is None and f.external_ref is None:
                 # A listing, the hot path: the actor check rides in the operator's statement.
-                rows = await conn.fetch(Q["search_owner"], f.actor_id, *flags, f.limit, f.offset)
+                rows = await conn.fetch(q["search_owner"], f.actor_id, *flags, f.limit, f.offset)
                 head = row_as(_ListingHead, rows[0]) if rows else None
                 if head is None or head.actor_status != "active":
                     raise Forbidden("the account cannot act")
                 if head.actor_role == "super_admin":
-                    rows = await conn.fetch(Q["search_all"], *flags, f.limit, f.offset)
+                    rows = await conn.fetch(q["search_all"], *flags, f.limit, f.offset)
                 elif head.id is None:
                     return []  # the actor's row alone: nothing on its page
                 return [self._reveal(row) for row in rows]
             owner = await self._owner_scope(conn, f.actor_id)
             if f.code is not None:
                 rows = await conn.fetch(
-                    Q["search_by_code"], self._hash(f.code), owner, *flags, f.external_ref, f.limit, f.offset
+                    q["search_by_code"], self._hash(f.code), owner, *flags, f.external_ref, f.limit, f.offset
                 )
             else:
-                rows = await conn.fetch(Q["search_by_ref"], f.external_ref, owner, *flags, f.limit, f.offset)
+                rows = await conn.fetch(q["search_by_ref"], f.external_ref, owner, *flags, f.limit, f.offset)
         return [self._reveal(row) for row in rows]
 
     # --- usetoken ------------------------------------------------------------------------------

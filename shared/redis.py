@@ -3,8 +3,9 @@ write that is acknowledged only once a replica has it.
 
 One Redis (the default) or a Redis Cluster (TOKENHUB_REDIS_CLUSTER=true, REDIS_URL naming any one of
 its nodes). The services talk to either through the same commands: what a cluster needs of them is
-kept by the keys (issuer/redis_keys.py: whatever one script touches shares one hash tag, so one slot)
-and by what is never used (KEYS, SELECT, MULTI across slots, multi-key commands across slots).
+kept by the keys (issuer/redis_keys.py, gateway/redis_keys.py: whatever one script or pipeline
+touches shares one hash tag, so one slot) and by what is never used (KEYS, SELECT, MULTI across
+slots, multi-key commands across slots).
 
 Pub/sub in a cluster: a classic PUBLISH, from a client or from a script, is broadcast over the
 cluster bus to every node, replicas included, so a subscriber connected to any one node hears every

@@ -401,7 +401,7 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/vouchers",
         list_vouchers,
-        "Vouchers, filtered as gettokens does",
+        "Vouchers, filtered as gettokens does, newest first (limit/offset)",
         list[VoucherOut],
         query=VoucherQuery,
     ),

@@ -297,6 +297,8 @@ class AuditRow(Out):
     kind: str | None
     client_addr: str | None
     details: dict[str, JsonValue]
+    actor_name: str | None  # the actor's username, where the caller reaches it
+    subject_name: str | None  # the subject's username, likewise
 
 
 # --- summary --------------------------------------------------------------------------------------
@@ -314,7 +316,16 @@ class HourBucket(Out):
     failed_logins: int
 
 
+class VerificationBucket(Out):
+    hour: datetime  # the hour's start
+    accepted: int  # credential checks the gateways answered with yes in that hour
+    refused: int  # and with no (a backend that did not answer is neither)
+
+
 class SummaryOut(Out):
     tokens: list[CountRow]
     hourly: list[HourBucket]  # the last 24 hours, oldest first, every hour present
+    # The same 24 hours: every gateway's verifications, as flushed to Redis (gateway/verification_stats.py;
+    # the last few seconds' not yet).
+    verifications: list[VerificationBucket]
     sweeper_last_pass: datetime | None

@@ -54,13 +54,15 @@ from gateway.admin.models import (
     TreeNode,
     UserOut,
     UserQuery,
+    VerificationBucket,
     VoucherCodes,
     VoucherOut,
     VoucherQuery,
     VoucherResult,
 )
 from gateway.dialects.wialon.envelope import SESSION_REALM as WIALON_REALM
-from gateway.keys import backends_key, verification_cache_key
+from gateway.keys import backends_key, verification_cache_key, verification_counter_key
+from gateway.redis_keys import ACCEPTED, REFUSED
 from shared.contracts import issuer as issuer_api
 from shared.contracts.issuer import IssuerClient, OpenSession, TokenSessionsRef
 from shared.contracts.registry import RegistryClient
@@ -211,6 +213,8 @@ async def summary(app: web.Application, caller: Caller) -> SummaryOut:
     last_pass = await _issuer(app).sweeper_last_pass()
     by_hour = {hour.hour: hour for hour in got.hourly}
     now_hour = got.counted_at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    first = int(now_hour.timestamp()) // 3600 - 23
+    verified = await app[verification_counter_key].hourly(first, 24)
     hourly = []
     for back in range(23, -1, -1):
         hour = now_hour - timedelta(hours=back)
@@ -223,6 +227,14 @@ async def summary(app: web.Application, caller: Caller) -> SummaryOut:
     return SummaryOut(
         tokens=[CountRow(kind=c.kind, status=c.status, count=c.count) for c in got.counts],
         hourly=hourly,
+        verifications=[
+            VerificationBucket(
+                hour=datetime.fromtimestamp(hour * 3600, UTC),
+                accepted=verified.get(hour, {}).get(ACCEPTED, 0),
+                refused=verified.get(hour, {}).get(REFUSED, 0),
+            )
+            for hour in range(first, first + 24)
+        ],
         sweeper_last_pass=None if last_pass is None else datetime.fromtimestamp(last_pass, UTC),
     )
 
@@ -509,7 +521,8 @@ def _voucher(v: voucher_api.Voucher) -> VoucherOut:
 
 
 async def list_vouchers(app: web.Application, caller: Caller, query: VoucherQuery) -> list[VoucherOut]:
-    """As the hotspot's gettokens: the caller's vouchers (a super_admin's: everyone's), oldest first."""
+    """As the hotspot's gettokens: the caller's vouchers (a super_admin's: everyone's), but newest
+    first (a front desk wants the batch it just made on the first page); paged by limit/offset."""
     found = await _registry(app).search_vouchers(
         voucher_api.SearchVouchers(
             actor_id=caller.user_id,
@@ -522,6 +535,7 @@ async def list_vouchers(app: web.Application, caller: Caller, query: VoucherQuer
             external_ref=query.u_id,
             limit=query.limit,
             offset=query.offset,
+            newest_first=True,
         )
     )
     return [_voucher(v) for v in found]

@@ -61,8 +61,9 @@ def line_chart(title: str, labels: Sequence[str], series: Sequence[Series]) -> M
     every = max(1, points // 8)
     for i, label in enumerate(labels[:points]):
         if i % every == 0 or i == points - 1:
+            anchor = "end" if i == points - 1 and points > 1 else "middle"  # the last stays inside
             parts.append(
-                f'<text class="th-axis" x="{x(i):.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
+                f'<text class="th-axis" x="{x(i):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}">'
                 f"{escape(label)}</text>"
             )
     for s in series:

@@ -103,7 +103,11 @@ RU: dict[str, str] = {
     "Last 24 hours": "Последние 24 часа",
     "Issued": "Выдано",
     "Failed logins": "Неудачные входы",
-    "Issuance and failed logins over the last 24 hours": "Выдача и неудачные входы за последние 24 часа",
+    "Issuance, verifications and failed logins over the last 24 hours": (
+        "Выдача, проверки и неудачные входы за последние 24 часа"
+    ),
+    "Verifications (accepted)": "Проверки (приняты)",
+    "refused": "отклонено",
     "Sweeper's last pass": "Последний проход уборщика",
     "Total": "Всего",
     # users

@@ -181,10 +181,11 @@ async def overview(ctx: Ctx) -> web.StreamResponse:
     statuses = [s for s in TOKEN_STATUSES if any(s in by_status for by_status in counts.values())]
     hours = [bucket.hour.astimezone(UTC).strftime("%H:00") for bucket in summary.hourly]
     chart = line_chart(
-        t("Issuance and failed logins over the last 24 hours"),
+        t("Issuance, verifications and failed logins over the last 24 hours"),
         hours,
         [
             Series(t("Issued"), "th-s1", [bucket.issued for bucket in summary.hourly]),
+            Series(t("Verifications (accepted)"), "th-s3", [b.accepted for b in summary.verifications]),
             Series(t("Failed logins"), "th-s2", [bucket.failed_logins for bucket in summary.hourly]),
         ],
     )
@@ -196,6 +197,8 @@ async def overview(ctx: Ctx) -> web.StreamResponse:
             "chart": chart,
             "issued_24h": sum(b.issued for b in summary.hourly),
             "failed_24h": sum(b.failed_logins for b in summary.hourly),
+            "verified_24h": sum(b.accepted for b in summary.verifications),
+            "refused_24h": sum(b.refused for b in summary.verifications),
             "sweeper_last_pass": summary.sweeper_last_pass,
         },
     )

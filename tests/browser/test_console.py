@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 from playwright.async_api import Browser, Page, async_playwright
 
+from gateway.keys import verification_counter_key
 from tests.conftest import ADMIN_PASSWORD, ROOT
 from tests.inprocess.chatapp_world import add_account
 from tests.inprocess.conftest import Trio
@@ -158,7 +159,13 @@ async def test_sign_in_as_admin(page: Page, world: World) -> None:
     await page.keyboard.press("Enter")
     assert await page.evaluate("document.activeElement.id") == "main"
     assert await page.locator("h1").inner_text() == "Overview"
-    assert await page.locator("svg.th-chart polyline").count() == 2
+    # Issuance, verifications (accepted) and failed logins, each with its key in the legend.
+    assert await page.locator("svg.th-chart polyline").count() == 3
+    assert await page.locator("svg.th-chart .th-legend").all_text_contents() == [
+        "Issued",
+        "Verifications (accepted)",
+        "Failed logins",
+    ]
 
 
 async def test_create_a_user(page: Page, world: World, trio: Trio) -> None:
@@ -332,13 +339,21 @@ async def test_find_the_failed_logins_in_the_audit_page(page: Page, world: World
     rows = page.locator("table.audit tbody tr", has_text="login_failed")
     assert await rows.count() >= 1
     assert "127.0.0.1" in await rows.first.inner_text()
+    # The subject is named, not a bare id (the row's link filters by that user).
+    subject = rows.first.locator("td a[href='/console/audit?user_id=1']")
+    assert "Admin" in await subject.all_inner_texts()
     await screenshot(page, "audit")
+    # The disabled user's rows name it too.
+    await page.goto(f"{world.base}/console/audit?user_id={world.user_id}")
+    assert world.username in await page.locator("table.audit tbody").inner_text()
     # And the disabled user's refused logins, with the reason the dialects do not tell.
     await page.goto(f"{world.base}/console/audit?event=login_failed&user_id={world.user_id}")
     assert "disabled" in await page.locator("table.audit tbody").inner_text()
 
 
-async def test_the_overview_counts_what_the_flows_made(page: Page, world: World) -> None:
+async def test_the_overview_counts_what_the_flows_made(page: Page, world: World, trio: Trio) -> None:
+    # The flows' credential checks, flushed now rather than at the gateway's next 5 s tick.
+    await trio.gateway.app[verification_counter_key].flush()
     # A super_admin's summary is a count over every token, reused by the registry for 10 s.
     zabbix = page.locator("table tbody tr", has_text="zabbix").locator("td.num").last
     deadline = time.monotonic() + 12
@@ -351,6 +366,9 @@ async def test_the_overview_counts_what_the_flows_made(page: Page, world: World)
     assert int(await vouchers.inner_text()) >= 20
     issued = page.locator(".tile .big").first
     assert int(await issued.inner_text()) >= 71
+    verified = page.locator(".tile .big").nth(1)
+    assert int(await verified.inner_text()) > 0
+    assert await page.locator("svg.th-chart polyline").count() == 3
     await screenshot(page, "overview")
     # The README's picture of the console (docs/console.png) is a copy of this one.
     await page.screenshot(path=str(SCREENSHOTS / "console.png"))

@@ -182,6 +182,27 @@ async def test_vouchers_batch_filter_annul_delete(trio: Trio) -> None:
     assert {v["token"] for v in left} == {codes[0], codes[2]}
 
 
+async def test_vouchers_are_listed_newest_first_and_pages_neither_skip_nor_repeat(trio: Trio) -> None:
+    world = await make_world(trio)
+    _, older = await call(trio, "POST", "/vouchers", world.user.token, json={"count": 3})
+    _, newer = await call(trio, "POST", "/vouchers", world.user.token, json={"count": 2, "u_id": "desk"})
+    # The batch just made is the first page.
+    _, first = await call(trio, "GET", "/vouchers", world.user.token, limit="2")
+    assert {v["token"] for v in first} == {v["token"] for v in newer}
+    _, second = await call(trio, "GET", "/vouchers", world.user.token, limit="2", offset="2")
+    _, third = await call(trio, "GET", "/vouchers", world.user.token, limit="2", offset="4")
+    paged = [v["token"] for v in first + second + third]
+    assert len(paged) == len(set(paged)) == 5
+    assert set(paged[2:]) == {v["token"] for v in older}
+    _, everything = await call(trio, "GET", "/vouchers", world.user.token)
+    assert [v["token"] for v in everything] == paged
+    # The super_admin's listing (every operator's) and a u_id lookup are newest first too.
+    _, all_of_them = await call(trio, "GET", "/vouchers", world.root, limit="2")
+    assert {v["token"] for v in all_of_them} == {v["token"] for v in newer}
+    _, by_ref = await call(trio, "GET", "/vouchers", world.user.token, u_id="desk")
+    assert {v["token"] for v in by_ref} == {v["token"] for v in newer}
+
+
 async def test_audit_filters_newest_first_with_failed_logins(trio: Trio) -> None:
     world = await make_world(trio)
     for _ in range(2):
@@ -212,6 +233,26 @@ async def test_audit_filters_newest_first_with_failed_logins(trio: Trio) -> None
     # Another admin's user's events are out of reach.
     _, other = await call(trio, "GET", "/audit", world.other_admin.token, user_id=str(world.user.id))
     assert other["items"] == []
+
+
+async def test_audit_rows_name_the_accounts_the_caller_reaches(trio: Trio) -> None:
+    world = await make_world(trio)
+    names = {world.admin.id: world.admin.username, world.user.id: world.user.username}
+    _, page = await call(trio, "GET", "/audit", world.admin.token, user_id=str(world.user.id))
+    assert page["items"]
+    for row in page["items"]:
+        assert row["subject_name"] == names.get(row["subject_id"]), row
+        assert row["actor_name"] == names.get(row["actor_id"]), row
+    # The admin's own creation, by the super admin above it: the admin does not reach that account,
+    # so its row has the id alone; the super admin sees both names.
+    _, own = await call(trio, "GET", "/audit", world.admin.token, user_id=str(world.admin.id))
+    created = [r for r in own["items"] if r["event"] == "user_created" and r["subject_id"] == world.admin.id]
+    assert created
+    assert all(r["actor_name"] is None and r["subject_name"] == world.admin.username for r in created)
+    _, seen = await call(trio, "GET", "/audit", world.root, user_id=str(world.admin.id))
+    by_root = [r for r in seen["items"] if r["id"] in {c["id"] for c in created}]
+    assert by_root
+    assert all(r["actor_name"] == "Admin" for r in by_root)
 
 
 async def test_summary_counts_what_the_caller_reaches(trio: Trio) -> None:

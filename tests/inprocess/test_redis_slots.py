@@ -19,6 +19,7 @@ import pytest
 from redis.crc import key_slot
 from redis.typing import EncodableT
 
+from gateway import redis_keys as gateway_keys
 from issuer.redis_keys import RedisKeys
 from issuer.scripts import SCRIPTS, Script, ScriptReply
 from shared import revocations
@@ -119,6 +120,13 @@ def test_keys_that_one_script_touches_share_a_hash_tag_whatever_the_prefix() -> 
                 for key in (keys.failures(realm, kind, kind * 8), keys.attempt_leases(realm, kind, kind * 8))
             ]
             assert len(slots(throttle)) == 1
+        # The gateway's verification counters: a flush and a summary's read touch them together.
+        stats = [
+            gateway_keys.verifications(prefix, hour, outcome)
+            for hour in range(490_000, 490_026)
+            for outcome in gateway_keys.OUTCOMES
+        ]
+        assert len(slots(stats)) == 1
     # Different families, sessions and accounts spread over the cluster rather than piling on a slot.
     keys = RedisKeys("th:")
     assert len(slots([keys.pair_family(secrets.token_hex(16)) for _ in range(50)])) > 40

@@ -16,7 +16,7 @@ from gateway.dialects.chatapp.envelope import (
 )
 from gateway.dialects.chatapp.params import access_token, make_params, plausible, read_body, refresh_token
 from gateway.dialects.common import JsonObject, client_addr
-from gateway.keys import backends_key, verification_cache_key
+from gateway.keys import backends_key, verification_cache_key, verification_counter_key
 from gateway.verification_cache import cache_key, family_tag, user_tag
 from shared.contracts.issuer import IssuerClient, MakePair, Pair, RefreshPair, Verified
 
@@ -66,7 +66,13 @@ async def tokens_refresh(request: web.Request) -> web.StreamResponse:
 
 async def _verify(request: web.Request) -> Verified:
     """The issuer's verdict on the request's `Authorization` access token, or ApiInvalidTokenError.
-    A verdict the gateway got within the last second is reused (gateway/verification_cache.py)."""
+    A verdict the gateway got within the last second is reused (gateway/verification_cache.py).
+    Counted either way (gateway/verification_stats.py)."""
+    with request.app[verification_counter_key].checking():
+        return await _verdict(request)
+
+
+async def _verdict(request: web.Request) -> Verified:
     token = access_token(request)
     cache = request.app[verification_cache_key]
     key = cache_key(CACHE_REALM, token)

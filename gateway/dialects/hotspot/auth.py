@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.dialects.common import saying
 from gateway.dialects.hotspot.errors import AUTH_ERRORS, HotspotError
-from gateway.keys import backends_key, verification_cache_key
+from gateway.keys import backends_key, verification_cache_key, verification_counter_key
 from gateway.verification_cache import cache_key, user_tag
 from shared.contracts.registry.accounts import User
 
@@ -19,6 +19,11 @@ MAX_API_TOKEN_LENGTH = 256
 
 
 async def authenticate(request: web.Request, api_token: str | None) -> User:
+    with request.app[verification_counter_key].checking():
+        return await _authenticate(request, api_token)
+
+
+async def _authenticate(request: web.Request, api_token: str | None) -> User:
     if not api_token:
         raise HotspotError("unauthorized", '"api_token" is missing')
     if len(api_token) > MAX_API_TOKEN_LENGTH:

@@ -47,7 +47,7 @@ from gateway.dialects.wialon.errors import (
     WialonError,
     invalid,
 )
-from gateway.keys import backends_key
+from gateway.keys import backends_key, verification_counter_key
 from shared import errors as domain
 from shared.contracts.issuer import IssuerClient
 from shared.contracts.registry import RegistryClient
@@ -139,10 +139,11 @@ class Context:
 
     async def session(self) -> Session:
         """The session `sid` names, its idle timeout slid by this use; error 1 if there is none."""
-        if not self.sid or len(self.sid) > MAX_SID_LENGTH:
-            raise WialonError(INVALID_SESSION)
-        with saying(_NO_SESSION):
-            info = await self.issuer.resolve_session(SESSION_REALM, self.sid)
+        with self.request.app[verification_counter_key].checking():  # one verification, counted
+            if not self.sid or len(self.sid) > MAX_SID_LENGTH:
+                raise WialonError(INVALID_SESSION)
+            with saying(_NO_SESSION):
+                info = await self.issuer.resolve_session(SESSION_REALM, self.sid)
         return Session(self.sid, info.user, info.token_id, p.UNLIMITED if info.flags is None else info.flags)
 
     async def call(self, svc: str, params: JsonValue) -> JsonValue:

@@ -17,6 +17,7 @@ from gateway.dialects.wialon import params as p
 from gateway.dialects.wialon.core import escaped, login_reply
 from gateway.dialects.wialon.envelope import SESSION_IDLE_S, SESSION_REALM, Context, Session
 from gateway.dialects.wialon.errors import UNKNOWN_ERROR, WialonError, denied, invalid
+from gateway.keys import verification_counter_key
 from shared.contracts.issuer import OpenTokenSession, TokenSessionsRef
 from shared.contracts.registry.wialon_tokens import (
     CreateToken,
@@ -113,7 +114,7 @@ async def login(ctx: Context, params: JsonValue) -> JsonObject:
     p.optional_text(args, "appName", 4 * p.MAX_APP_NAME)
     subjects = {"address": ctx.client_addr}
     checking = TokenLogin(secret=secret, operate_as=operate_as, client_addr=ctx.client_addr)
-    with saying(_TOKEN_REFUSED):
+    with ctx.request.app[verification_counter_key].checking(), saying(_TOKEN_REFUSED):
         async with guess_attempt(
             ctx.request, SESSION_REALM, subjects, guess=BadCredentials, blocked_event="login_blocked"
         ):

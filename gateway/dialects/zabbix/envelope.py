@@ -48,7 +48,7 @@ from gateway.dialects.zabbix.errors import (
     params_error,
     session_terminated,
 )
-from gateway.keys import backends_key, settings_key, verification_cache_key
+from gateway.keys import backends_key, settings_key, verification_cache_key, verification_counter_key
 from gateway.verification_cache import cache_key, token_tag, user_tag
 from shared.contracts.issuer import SessionInfo
 from shared.contracts.registry.accounts import User
@@ -299,6 +299,12 @@ def _parse_call(call: JsonValue) -> Call | str:
 
 
 async def _authenticate(ctx: Context, auth: str | None) -> Caller:
+    """The caller `auth` (an API token or a session id) names; counted as one verification."""
+    with ctx.request.app[verification_counter_key].checking():
+        return await _check_auth(ctx, auth)
+
+
+async def _check_auth(ctx: Context, auth: str | None) -> Caller:
     if not auth:
         raise not_authorized()
     if API_TOKEN.fullmatch(auth):

@@ -196,6 +196,9 @@ class AuditEntry(Reply):
     kind: str | None
     client_addr: str | None
     details: dict[str, JsonValue]
+    # The accounts' names, where the caller reaches them (None: out of reach, none, or gone).
+    actor_name: str | None = None
+    subject_name: str | None = None
 
 
 class AuditPage(Reply):

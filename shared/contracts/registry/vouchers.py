@@ -60,6 +60,8 @@ class SearchVouchers(_ActorRequest):
     external_ref: ExternalRef | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_BATCH)] = MAX_BATCH
     offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0
+    # gettokens lists in creation order; the admin listing newest first (the batch just made on top).
+    newest_first: bool = False
 
 
 class UseVoucher(_ActorRequest):
