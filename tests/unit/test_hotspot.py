@@ -22,8 +22,8 @@ from gateway.dialects.hotspot.params import (
     parse_u_id,
 )
 from gateway.dialects.hotspot.vouchers import format_time, voucher_object
+from registry.vouchers import NEWEST_FIRST, new_codes, protect, seal_context
 from registry.vouchers import Q as VOUCHER_QUERIES
-from registry.vouchers import new_codes, protect, seal_context
 from shared.contracts.registry.vouchers import Voucher
 from shared.secrets import Sealer, lookup_hash
 
@@ -264,4 +264,8 @@ def test_every_voucher_query_exists_and_is_used() -> None:
     source = (Path(__file__).resolve().parents[2] / "registry" / "vouchers.py").read_text()
     used = set(re.findall(r'\bQ\[\s*"([a-z_][a-z0-9_]*)"\s*\]', source))
     assert used
-    assert used == set(VOUCHER_QUERIES)
+    # The listings are also used newest first: each reversed (every ORDER BY descending), so each
+    # still walks its index, backwards.
+    for name, reversed_sql in NEWEST_FIRST.items():
+        assert reversed_sql.count(" DESC") == VOUCHER_QUERIES[name].count("ORDER BY") > 0, name
+    assert used | set(NEWEST_FIRST) == set(VOUCHER_QUERIES)
