@@ -82,7 +82,6 @@ class FailureThrottle:
         # forget failures (more guesses) nor bring back a settled lease (a budget held for nothing).
         self._take = Script(redis, "attempt_take", replicated=True)
         self._finish = Script(redis, "attempt_finish", replicated=True)
-        self._peek = Script(redis, "attempt_peek", replicated=True)
 
     def _keys_of(self, realm: str, subjects: Subjects) -> list[str]:
         """Each subject's failures and leases, in attempt_take.lua's order."""
@@ -126,9 +125,10 @@ class FailureThrottle:
         if not subjects:
             return None
         limits = [self._limits.get(kind, self._default_limit) for kind in subjects]
-        reply = await self._peek(keys=self._keys_of(realm, subjects), args=limits)
+        # A lease of 0: attempt_take.lua only looks.
+        reply = await self._take(keys=self._keys_of(realm, subjects), args=["look", 0, *limits])
         assert reply is not None
-        if int(reply[0]) == 1:
+        if int(reply[0]) == _TAKEN:
             return None
         return Refusal(max(1, int(reply[1])), bool(int(reply[2])))
 

@@ -9,6 +9,8 @@
 -- KEYS[2i]   = subject i's leases, a sorted set of attempt ids scored by when they lapse (ms);
 --              one call's keys share the realm's hash tag (one Redis Cluster slot).
 -- ARGV[1] = this attempt's id, ARGV[2] = its lease (ms), ARGV[2 + i] = subject i's limit.
+-- A lease of 0 only looks: refused as below, else {1}, nothing held and nothing waited for (a login
+-- whose password was proved right a moment ago needs no check, so it holds no share of a budget).
 -- Returns {1} when taken; {2} when busy (try again shortly); {0, seconds until the window ends,
 -- first} when refused, first = 1 if this is the window's first refusal for a refusing subject.
 local clock = redis.call('TIME')
@@ -32,7 +34,7 @@ for i = 1, #KEYS / 2 do
     if redis.call('HINCRBY', failures, 'b', 1) == 1 then
       first = 1
     end
-  elseif failed + redis.call('ZCARD', leases) >= limit then
+  elseif lease > 0 and failed + redis.call('ZCARD', leases) >= limit then
     busy = true
   end
 end
@@ -41,6 +43,9 @@ if refused then
 end
 if busy then
   return {2}
+end
+if lease == 0 then
+  return {1}
 end
 for i = 1, #KEYS / 2 do
   local leases = KEYS[2 * i]
