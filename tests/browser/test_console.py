@@ -25,6 +25,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from gateway.keys import verification_counter_key
 from tests.conftest import ADMIN_PASSWORD, ROOT
+from tests.inprocess.admin_world import zabbix
 from tests.inprocess.chatapp_world import add_account
 from tests.inprocess.conftest import Trio
 
@@ -100,17 +101,6 @@ async def screenshot(page: Page, name: str) -> None:
 
 
 # --- the dialects, as clients call them -------------------------------------------------------------------
-
-
-async def rpc(trio: Trio, method: str, params: Any, auth: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params, "id": 1}
-    if auth is not None:
-        body["auth"] = auth
-    response = await trio.gateway.post(
-        "/api_jsonrpc.php", json=body, headers={"Content-Type": "application/json-rpc"}
-    )
-    reply: dict[str, Any] = await response.json(content_type=None)
-    return reply
 
 
 async def tokens_make(trio: Trio, email: str, password: str, app_id: str) -> tuple[int, dict[str, Any]]:
@@ -192,7 +182,7 @@ async def test_create_a_user(page: Page, world: World, trio: Trio) -> None:
     assert await page.get_by_role("link", name=world.username, exact=True).count() == 1
     await screenshot(page, "users-tree")
     # The new account works in a dialect at once.
-    session = await rpc(trio, "user.login", {"username": world.username, "password": world.password})
+    session = await zabbix(trio, "user.login", {"username": world.username, "password": world.password})
     assert isinstance(session.get("result"), str), session
 
 
@@ -221,15 +211,15 @@ async def test_find_a_zabbix_token_among_many_revoke_it_and_the_zabbix_api_refus
 ) -> None:
     # Fifty tokens of an owner of their own (Admin's own tokens are other tests' business).
     owner = await add_account(trio)
-    admin = (await rpc(trio, "user.login", {"username": "Admin", "password": ADMIN_PASSWORD}))["result"]
+    admin = (await zabbix(trio, "user.login", {"username": "Admin", "password": ADMIN_PASSWORD}))["result"]
     names = [f"ci-runner-{i:02d}-{world.suffix}" for i in range(50)]
-    created = await rpc(
+    created = await zabbix(
         trio, "token.create", [{"name": name, "userid": str(owner.user_id)} for name in names], admin
     )
     ids = created["result"]["tokenids"]
     target = names[37]
-    secret = (await rpc(trio, "token.generate", [ids[37]], admin))["result"][0]["token"]
-    assert "result" in await rpc(trio, "token.get", {"countOutput": True}, secret)
+    secret = (await zabbix(trio, "token.generate", [ids[37]], admin))["result"][0]["token"]
+    assert "result" in await zabbix(trio, "token.get", {"countOutput": True}, secret)
 
     await page.goto(f"{world.base}/console/tokens")
     await page.get_by_label("Name").fill(target)
@@ -245,23 +235,25 @@ async def test_find_a_zabbix_token_among_many_revoke_it_and_the_zabbix_api_refus
     await screenshot(page, "tokens")
 
     async def refused() -> bool:
-        reply = await rpc(trio, "token.get", {"countOutput": True}, secret)
+        reply = await zabbix(trio, "token.get", {"countOutput": True}, secret)
         error: dict[str, Any] = reply.get("error", {})
         return error.get("data") == "Not authorized."
 
     await refused_soon(refused)
     # The other 49 still work for their owner.
     enabled = {"search": {"name": world.suffix}, "filter": {"status": "0"}, "countOutput": True}
-    assert (await rpc(trio, "token.get", enabled, admin))["result"] == "49"
+    assert (await zabbix(trio, "token.get", enabled, admin))["result"] == "49"
 
 
 async def test_disable_a_user_and_every_credential_is_refused(page: Page, world: World, trio: Trio) -> None:
-    session = (await rpc(trio, "user.login", {"username": world.username, "password": world.password}))[
+    session = (await zabbix(trio, "user.login", {"username": world.username, "password": world.password}))[
         "result"
     ]
-    made = await rpc(trio, "token.create", {"name": f"own-{world.suffix}"}, session)
-    api_token = (await rpc(trio, "token.generate", made["result"]["tokenids"], session))["result"][0]["token"]
-    assert "result" in await rpc(trio, "token.get", {"countOutput": True}, api_token)
+    made = await zabbix(trio, "token.create", {"name": f"own-{world.suffix}"}, session)
+    api_token = (await zabbix(trio, "token.generate", made["result"]["tokenids"], session))["result"][0][
+        "token"
+    ]
+    assert "result" in await zabbix(trio, "token.get", {"countOutput": True}, api_token)
     check = await trio.gateway.get("/v1/tokens/check", headers={"Authorization": world.access})
     assert check.status == 200
     wialon_sid = (await wialon(trio, "core/login", {"user": world.username, "password": world.password}))[
@@ -281,11 +273,11 @@ async def test_disable_a_user_and_every_credential_is_refused(page: Page, world:
     assert await row.locator(".badge").inner_text() == "disabled"
 
     async def all_refused() -> bool:
-        zabbix_session = await rpc(trio, "token.get", {"countOutput": True}, session)
-        zabbix_token = await rpc(trio, "token.get", {"countOutput": True}, api_token)
+        zabbix_session = await zabbix(trio, "token.get", {"countOutput": True}, session)
+        zabbix_token = await zabbix(trio, "token.get", {"countOutput": True}, api_token)
         access = await trio.gateway.get("/v1/tokens/check", headers={"Authorization": world.access})
         refresh = await trio.gateway.post("/v1/tokens/refresh", headers={"Refresh": world.refresh})
-        login = await rpc(trio, "user.login", {"username": world.username, "password": world.password})
+        login = await zabbix(trio, "user.login", {"username": world.username, "password": world.password})
         status, _ = await tokens_make(trio, world.email, world.password, world.app_id)
         wialon_session = await wialon(trio, "token/list", {}, wialon_sid)
         wialon_login = await wialon(trio, "token/login", {"token": wialon_token})
@@ -329,7 +321,7 @@ async def test_create_twenty_vouchers_and_open_the_print_sheet(page: Page, world
 
 
 async def test_find_the_failed_logins_in_the_audit_page(page: Page, world: World, trio: Trio) -> None:
-    wrong = await rpc(trio, "user.login", {"username": "Admin", "password": f"wrong-{world.suffix}"})
+    wrong = await zabbix(trio, "user.login", {"username": "Admin", "password": f"wrong-{world.suffix}"})
     assert "error" in wrong
     await page.goto(f"{world.base}/console/audit")
     await page.get_by_label("Event").fill("login_failed")
