@@ -92,7 +92,8 @@ from tests.conftest import (
     base_environment,
     run_cli,
 )
-from tests.e2e.harness import Cluster, children, free_port, http_status, running_cluster
+from tests.e2e.harness import Cluster, children, http_status, running_cluster
+from tests.ports import free_port
 from tests.redis_cluster import missing_binaries, running_redis_cluster
 
 RESULTS = Path(__file__).with_name("results.json")

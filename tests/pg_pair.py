@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import children, free_port, pid_alive
+from tests.e2e.harness import children, pid_alive
+from tests.ports import free_port
 
 POSTGRES_ACCOUNT = "postgres"
 BINARIES = ("initdb", "pg_ctl", "pg_basebackup", "postgres", "psql")

@@ -14,12 +14,13 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.ports import bindable, ephemeral_low
 
 REDIS_SERVER = "redis-server"
 REDIS_CLI = "redis-cli"
@@ -34,36 +35,18 @@ def missing_binaries() -> str | None:
     return f"{' and '.join(missing)} not found on PATH" if missing else None
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _ephemeral_low() -> int:
-    """Where the kernel's ephemeral ports (its choice for outgoing connections) begin."""
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 def free_cluster_port(taken: set[int]) -> int:
     """A free port whose bus port (+10000) is free too, both below the ephemeral range where it
     allows (so that no outgoing connection takes one between this check and the server's bind),
     and always below 55535."""
-    highest = min(HIGHEST_PORT, _ephemeral_low() - 10000) - 1
+    highest = min(HIGHEST_PORT, ephemeral_low() - 10000) - 1
     lowest = 10000 if highest > 12000 else 20000
     highest = highest if highest > 12000 else HIGHEST_PORT - 1
     for _ in range(1000):
         port = random.randint(lowest, highest)
         if port in taken or port + 10000 in taken:
             continue
-        if _bindable(port) and _bindable(port + 10000):
+        if bindable(port) and bindable(port + 10000):
             return port
     raise RuntimeError("no free port pair for a Redis Cluster node")
 

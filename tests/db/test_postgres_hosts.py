@@ -16,7 +16,7 @@ import pytest
 from registry.store import translate
 from shared.errors import Unavailable
 from shared.postgres import NoHostAnswers, connect, create_pool, fetch_value
-from tests.e2e.harness import free_port
+from tests.ports import free_port
 
 TIMEOUT = 1.0
 

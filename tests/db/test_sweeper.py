@@ -33,7 +33,8 @@ from tests.conftest import (
     run_cli,
     subscribe,
 )
-from tests.e2e.harness import ServiceProcess, free_port, http_status
+from tests.e2e.harness import ServiceProcess, http_status
+from tests.ports import free_port
 
 SWEEP = [sys.executable, "-m", "sweeper"]
 

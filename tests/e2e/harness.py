@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from tests.ports import free_port
+
 Service = Literal["gateway", "issuer", "registry", "sweeper"]
 SERVICES: tuple[Service, ...] = ("registry", "issuer", "gateway", "sweeper")
 PORT_VARIABLE: dict[Service, str] = {
@@ -24,13 +25,6 @@ PORT_VARIABLE: dict[Service, str] = {
     "registry": "REGISTRY_PORT",
     "sweeper": "SWEEPER_PORT",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def http_status(url: str, timeout: float = 2.0) -> int | None:

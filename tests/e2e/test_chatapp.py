@@ -31,7 +31,8 @@ from issuer.quota import next_utc_midnight, utc_day
 from shared.internal import KEY_REFUSED
 from shared.redis import Subscriber
 from tests.conftest import RedisTarget, next_message, redis_for, run_cli, subscribe
-from tests.e2e.harness import Cluster, ServiceProcess, free_port, http_status, running_cluster
+from tests.e2e.harness import Cluster, ServiceProcess, http_status, running_cluster
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TOKENHUB, FreshDatabases, base_environment
-from tests.e2e.harness import PORT_VARIABLE, SERVICES, children, free_port, http_status, pid_alive
+from tests.e2e.harness import PORT_VARIABLE, SERVICES, children, http_status, pid_alive
+from tests.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

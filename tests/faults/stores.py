@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.e2e.harness import free_port
+from tests.ports import free_port
 
 # Only the `postgres` account may own the files when we run as root: initdb and postgres refuse root.
 POSTGRES_ACCOUNT = "postgres"

@@ -365,7 +365,7 @@ async def test_an_unreachable_backend_is_a_503_page_not_a_500(trio: Trio) -> Non
     from aiohttp.test_utils import TestClient, TestServer
 
     from gateway.app import create_app as create_gateway
-    from tests.e2e.harness import free_port
+    from tests.ports import free_port
 
     # A gateway of its own whose issuer and registry are nowhere (nothing listens on those ports).
     nowhere = f"http://127.0.0.1:{free_port()}"
